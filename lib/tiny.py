@@ -1,0 +1,138 @@
+"""Tiny random backbones of the real classes and a synthetic task: the CPU-minutes test bed.
+
+No checkpoint of RoBERTa or T5 can be downloaded everywhere the compendium runs (CI, a class
+without internet), so the code paths are proven on the same model classes at tiny sizes, with
+tokenizers built locally from a small word list that holds every registry verbalizer word.
+Used by the tests and by the `smoke` profile.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import unknown
+from .tasks import TASKS, LocalSource, Task
+
+FAMILIES = ("bert", "roberta", "t5")
+SIGNAL_WORDS = ("good", "bad")
+FILLER_WORDS = tuple(f"w{i}" for i in range(40)) + ("the", "a", "movie", "film", "is", "was", "and", "it")
+
+
+def _words() -> list[str]:
+    verbalizers = {w for t in TASKS.values() for w in (*t.mlm_verbalizer, *t.t5_verbalizer)}
+    return sorted(set(SIGNAL_WORDS) | set(FILLER_WORDS) | verbalizers)
+
+
+def _bert_tokenizer():
+    from transformers import BertTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in _words() for c in w})
+    vocab = specials + _words() + [c for c in chars if c not in _words()] + [f"##{c}" for c in chars]
+    return BertTokenizer(vocab={tok: i for i, tok in enumerate(vocab)})
+
+
+def _roberta_tokenizer():
+    from transformers import RobertaTokenizer
+
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    merges: list[str] = []
+    seen = set(vocab)
+
+    def add(tok: str) -> None:
+        if tok not in seen:
+            seen.add(tok)
+            vocab.append(tok)
+
+    for word in ("Ġ" + w for w in _words()):  # byte-level BPE: merges that build each whole word
+        for c in word:
+            add(c)
+        cur = word[0]
+        for c in word[1:]:
+            merge = f"{cur} {c}"
+            if merge not in merges:
+                merges.append(merge)
+            cur += c
+            add(cur)
+    return RobertaTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=[tuple(m.split(" ")) for m in merges])
+
+
+def _t5_tokenizer():
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [("▁" + w, -1.0) for w in _words()]
+    pieces += [(c, -5.0) for c in sorted({c for w in _words() for c in w})]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def build_tiny_backbone(family: str, path: str | Path, seed: int = 0, init_scale: float = 0.5) -> Path:
+    """Write a tiny random model of `family` and its tokenizer to `path`; return the path.
+
+    bert/roberta are saved as *ForMaskedLM (head 'mlm'); T5 as T5ForConditionalGeneration.
+    `init_scale` is the weight initialisation std: far above the usual 0.02, so that a random
+    tiny network's attention and outputs actually depend on its input (as a trained one's do).
+    """
+    from transformers import (BertConfig, BertForMaskedLM, RobertaConfig, RobertaForMaskedLM, T5Config,
+                              T5ForConditionalGeneration)
+
+    if family not in FAMILIES:
+        raise unknown("tiny model family", family, FAMILIES)
+    path = Path(path)
+    torch.manual_seed(seed)
+    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  max_position_embeddings=160, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                  initializer_range=init_scale)
+    if family == "bert":
+        tok = _bert_tokenizer()
+        model = BertForMaskedLM(BertConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, **common))
+    elif family == "roberta":
+        tok = _roberta_tokenizer()
+        model = RobertaForMaskedLM(RobertaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                                 type_vocab_size=1, **common))
+    else:
+        tok = _t5_tokenizer()
+        model = T5ForConditionalGeneration(T5Config(
+            vocab_size=len(tok), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2,
+            dropout_rate=0.0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id, initializer_factor=init_scale * 2))
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def synthetic_task(root: str | Path, *, name: str = "synthetic", n_train: int = 400, n_test: int = 200,
+                   pair: bool = False, seed: int = 0) -> Task:
+    """Write a separable sentiment-like task as JSONL under `root` and return its Task.
+
+    Label 1 sentences contain 'good', label 0 sentences 'bad', among random filler words; a
+    perfect prompt reaches 100 %. Pair tasks put the signal in the second text.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    files = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        rows = []
+        for _ in range(n):
+            label = int(rng.integers(2))
+            words = list(rng.choice(FILLER_WORDS, size=int(rng.integers(3, 9))))
+            words.insert(int(rng.integers(len(words) + 1)), SIGNAL_WORDS[0] if label else SIGNAL_WORDS[1])
+            text = " ".join(words)
+            row = {"text": text, "label": label}
+            if pair:
+                row = {"first": " ".join(rng.choice(FILLER_WORDS, size=4)), "second": text, "label": label}
+            rows.append(row)
+        rel = f"{name}/{split}.jsonl"
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        files[split] = rel
+    columns = ("first", "second") if pair else ("text",)
+    return Task(name=name, task_type="sentiment", text_fields=columns, label_names=("negative", "positive"),
+                mlm_verbalizer=("negative", "positive"), t5_verbalizer=("negative", "positive"),
+                raw_labels={0: 0, 1: 1}, local=LocalSource("jsonl", files, columns, "label"),
+                description="synthetic separable task (tests, smoke profile)")

@@ -1,0 +1,279 @@
+"""Prompt tuning on a frozen backbone, resumable and bitwise reproducible on CPU.
+
+The batch order is a pure function of (seed, step), and the checkpoint holds the prompt, the
+optimiser and scheduler states and the early-stopping counters, so a run killed at any point
+and resumed from its last checkpoint reaches exactly the prompt an uninterrupted run reaches.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .errors import CheckpointError, ConfigError, unknown
+from .evaluation import EvalResult, evaluate
+from .io import read_json, read_torch, write_json, write_torch
+from .models import Backbone, Encoded
+from .prompt import INITS, init_prompt, load_prompt, save_prompt
+from .tasks import Task, get_task
+
+SCHEDULES = ("constant", "warmup_constant", "warmup_linear")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Hyper-parameters of one prompt-tuning run (defaults: Robust-Neurons' RoBERTa set-up)."""
+
+    prompt_length: int = 100
+    init: str = "vocab"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    max_steps: int = 1000
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    eval_every: int = 100
+    eval_batch_size: int = 64
+    patience: int | None = None
+    max_length: int = 128
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise unknown("prompt init", self.init, INITS)
+        if self.schedule not in SCHEDULES:
+            raise unknown("schedule", self.schedule, SCHEDULES)
+        if self.precision not in PRECISIONS:
+            raise unknown("precision", self.precision, PRECISIONS)
+        for name in ("prompt_length", "batch_size", "max_steps", "eval_every", "eval_batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ConfigError("weight_decay and warmup_steps must be non-negative")
+        if self.schedule != "constant" and self.warmup_steps == 0:
+            raise ConfigError(f"schedule {self.schedule!r} needs warmup_steps > 0")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be at least 1 evaluation or None, got {self.patience}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TuneConfig":
+        names = {f.name for f in fields(cls)}
+        bad = set(d) - names
+        if bad:
+            raise ConfigError(f"unknown TuneConfig field(s) {sorted(bad)}; valid: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def use_bf16(self, device: torch.device) -> bool:
+        if self.precision == "auto":
+            return device.type == "cuda"
+        return self.precision == "bf16"
+
+
+@dataclass
+class TuneResult:
+    prompt: torch.Tensor  # best-on-dev prompt
+    best_dev_accuracy: float
+    best_step: int
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, Any]:
+        return {"best_dev_accuracy": self.best_dev_accuracy, "best_step": self.best_step, "steps": self.steps,
+                "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history}
+
+
+def lr_lambda(cfg: TuneConfig) -> Callable[[int], float]:
+    """Multiplier of the base learning rate at a step (picklable-free: rebuilt on resume)."""
+    def f(step: int) -> float:
+        if cfg.schedule == "constant":
+            return 1.0
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "warmup_constant":
+            return 1.0
+        rest = max(1, cfg.max_steps - cfg.warmup_steps)
+        return max(0.0, 1.0 - (step - cfg.warmup_steps) / rest)
+    return f
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """Indices of the batch at `step`: epochs are seeded permutations, a pure function of the step."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, pos = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return perm[pos * batch_size: (pos + 1) * batch_size].tolist()
+
+
+def _run_signature(cfg: TuneConfig, backbone: Backbone, task: Task, n_train: int, n_dev: int) -> dict[str, Any]:
+    sig = asdict(cfg)
+    sig.pop("device")
+    sig.pop("eval_batch_size")
+    return {"config": sig, "backbone": backbone.name, "head": backbone.head, "task": task.name,
+            "n_train": n_train, "n_dev": n_dev}
+
+
+def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Encoded, dev: pd.DataFrame | Encoded,
+                cfg: TuneConfig = TuneConfig(), out_dir: str | Path | None = None, *,
+                source_prompt: torch.Tensor | str | Path | None = None, resume: bool = True,
+                progress: bool = True,
+                on_step: Callable[[int, float], None] | None = None) -> TuneResult:
+    """Tune a soft prompt for `task` and return the best-on-dev prompt.
+
+    With `out_dir`, every evaluation writes a resumable checkpoint (state.pt) and the best prompt
+    (prompt.safetensors), config.json and metrics.json, all atomically; calling again with the
+    same arguments resumes (or returns at once if the run had finished). `on_step(step, loss)`
+    is called after each optimiser step (used by tests to simulate an interruption).
+    """
+    task = get_task(task)
+    device = cfg.resolved_device()
+    backbone.to(device)
+    train_enc = backbone.encode(train, cfg.max_length) if isinstance(train, pd.DataFrame) else train
+    dev_enc = backbone.encode(dev, cfg.max_length) if isinstance(dev, pd.DataFrame) else dev
+    for name, enc in (("train", train_enc), ("dev", dev_enc)):
+        if len(enc) == 0:
+            raise ConfigError(f"the {name} set is empty")
+        if enc.labels.min() < 0 or enc.labels.max() >= task.num_labels:
+            raise ConfigError(f"{name} labels outside 0..{task.num_labels - 1} for task {task.name!r}")
+    verbalizer = backbone.task_verbalizer_ids(task)
+    bf16 = cfg.use_bf16(device)
+
+    signature = _run_signature(cfg, backbone, task, len(train_enc), len(dev_enc))
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        done = _finished_result(out, signature) if resume else None
+        if done is not None:
+            return done
+
+    prompt_init = init_prompt(backbone, cfg.prompt_length, cfg.init, cfg.seed, source_prompt)
+    backbone.check_prompt(prompt_init, cfg.max_length)
+    prompt = torch.nn.Parameter(prompt_init.to(device))
+    optimizer = torch.optim.AdamW([prompt], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    state = {"step": 0, "best_acc": -1.0, "best_step": 0, "bad_evals": 0, "history": [], "seconds": 0.0,
+             "best_prompt": prompt_init.clone(), "loss_sum": 0.0, "loss_n": 0}
+    if out is not None and resume and (out / "state.pt").is_file():
+        state = _load_state(out, signature, prompt, optimizer, scheduler)
+    elif out is not None:
+        write_json(out / "config.json", signature)
+
+    def evaluate_dev() -> EvalResult:
+        return evaluate(backbone, prompt.detach(), task, dev_enc, batch_size=cfg.eval_batch_size,
+                        max_length=cfg.max_length, autocast=bf16)
+
+    stopped_early = False
+    t0 = time.perf_counter() - state["seconds"]
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"tune {task.name}", disable=not progress,
+               unit="step", leave=False)
+    try:
+        while state["step"] < cfg.max_steps:
+            idx = batch_indices(len(train_enc), cfg.batch_size, cfg.seed, state["step"])
+            batch = backbone.collate(train_enc, idx)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = backbone.label_logits(prompt, batch, verbalizer)
+            loss = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_([prompt], cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            state["step"] += 1
+            state["loss_sum"] += float(loss.detach())
+            state["loss_n"] += 1
+            bar.update(1)
+            if on_step is not None:
+                on_step(state["step"], float(loss.detach()))
+            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
+                res = evaluate_dev()
+                improved = res.accuracy > state["best_acc"]
+                if improved:
+                    state.update(best_acc=res.accuracy, best_step=state["step"], bad_evals=0,
+                                 best_prompt=prompt.detach().cpu().clone())
+                else:
+                    state["bad_evals"] += 1
+                state["history"].append({"step": state["step"], "train_loss": state["loss_sum"] / state["loss_n"],
+                                         "dev_accuracy": res.accuracy, "dev_macro_f1": res.macro_f1,
+                                         "lr": scheduler.get_last_lr()[0]})
+                state.update(loss_sum=0.0, loss_n=0, seconds=time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{state['history'][-1]['train_loss']:.3f}", dev=f"{res.accuracy:.3f}")
+                if out is not None:
+                    _save_state(out, state, prompt, optimizer, scheduler, improved)
+                if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
+                    stopped_early = True
+                    break
+    finally:
+        bar.close()
+    result = TuneResult(state["best_prompt"], state["best_acc"], state["best_step"], state["step"],
+                        state["history"], stopped_early, time.perf_counter() - t0)
+    if out is not None:
+        save_prompt(out / "prompt.safetensors", result.prompt, {"task": task.name, "backbone": backbone.name})
+        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature})
+    return result
+
+
+def _save_state(out: Path, state: dict, prompt: torch.Tensor, optimizer, scheduler, improved: bool) -> None:
+    payload = {k: v for k, v in state.items()}
+    payload.update(prompt=prompt.detach().cpu().clone(), optimizer=optimizer.state_dict(),
+                   scheduler=scheduler.state_dict())
+    write_torch(out / "state.pt", payload)
+    if improved:
+        save_prompt(out / "prompt.safetensors", state["best_prompt"])
+    write_json(out / "metrics.json", {"best_dev_accuracy": state["best_acc"], "best_step": state["best_step"],
+                                      "steps": state["step"], "history": state["history"], "finished": False})
+
+
+def _check_signature(out: Path, signature: dict) -> None:
+    saved = read_json(out / "config.json")
+    if saved != signature:
+        diffs = [f"{k}: {saved.get(k)!r} != {signature.get(k)!r}" for k in signature if saved.get(k) != signature.get(k)]
+        raise CheckpointError(f"checkpoint in {out} was made with another configuration ({'; '.join(diffs)}); "
+                              f"use a new out_dir or delete that one")
+
+
+def _load_state(out: Path, signature: dict, prompt, optimizer, scheduler) -> dict:
+    _check_signature(out, signature)
+    payload = read_torch(out / "state.pt")
+    try:
+        with torch.no_grad():
+            prompt.copy_(payload.pop("prompt").to(prompt.device))
+        optimizer.load_state_dict(payload.pop("optimizer"))
+        scheduler.load_state_dict(payload.pop("scheduler"))
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"corrupt checkpoint {out / 'state.pt'}: {exc}") from None
+    return payload
+
+
+def _finished_result(out: Path, signature: dict) -> TuneResult | None:
+    metrics_path = out / "metrics.json"
+    if not metrics_path.is_file():
+        return None
+    metrics = read_json(metrics_path)
+    if not metrics.get("finished"):
+        return None
+    _check_signature(out, signature)
+    return TuneResult(load_prompt(out / "prompt.safetensors"), metrics["best_dev_accuracy"], metrics["best_step"],
+                      metrics["steps"], metrics["history"], metrics["stopped_early"], metrics["seconds"])
+
+
+__all__ = ["TuneConfig", "TuneResult", "tune_prompt", "batch_indices", "lr_lambda", "SCHEDULES"]

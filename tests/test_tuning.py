@@ -1,0 +1,153 @@
+import pandas as pd
+import pytest
+import torch
+
+from lib.data import DataConfig, load_splits
+from lib.errors import CheckpointError, ConfigError
+from lib.evaluation import evaluate, macro_f1
+from lib.models import load_backbone
+from lib.prompt import load_prompt, save_prompt
+from lib.tuning import TuneConfig, batch_indices, tune_prompt
+
+LEARN = {  # per family: a set-up that learns the synthetic task on a tiny random network
+    "bert": dict(lr=0.3),
+    "roberta": dict(lr=0.1),
+    "t5": dict(lr=0.1),
+}
+
+
+@pytest.fixture(scope="module")
+def splits(synth):
+    task, root = synth
+    return task, load_splits(task, DataConfig(data_root=str(root), source="local"))
+
+
+def small_cfg(**kw):
+    base = dict(prompt_length=8, batch_size=16, max_steps=400, eval_every=50, max_length=32, seed=0)
+    base.update(kw)
+    return TuneConfig(**base)
+
+
+@pytest.mark.parametrize("fam", sorted(LEARN))
+def test_prompt_tuning_learns_a_separable_task(tiny_paths, splits, fam):
+    task, sp = splits
+    b = load_backbone(str(tiny_paths[fam]))
+    before = evaluate(b, torch.zeros(8, b.embed_dim), task, sp["test"], max_length=32).accuracy
+    res = tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(**LEARN[fam]), progress=False)
+    assert res.best_dev_accuracy >= 0.95, res.history
+    test = evaluate(b, res.prompt, task, sp["test"], max_length=32)
+    assert test.accuracy >= 0.9 and test.accuracy > before + 0.2
+
+
+def test_runs_are_bitwise_reproducible(tiny_paths, splits):
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    cfg = small_cfg(max_steps=30, eval_every=10, lr=0.1)
+    r1 = tune_prompt(b, task, sp["train"], sp["dev"], cfg, progress=False)
+    r2 = tune_prompt(b, task, sp["train"], sp["dev"], cfg, progress=False)
+    assert torch.equal(r1.prompt, r2.prompt) and r1.history == r2.history
+    r3 = tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(max_steps=30, eval_every=10, lr=0.1, seed=1),
+                     progress=False)
+    assert not torch.equal(r1.prompt, r3.prompt)
+
+
+class Kill(Exception):
+    pass
+
+
+def _kill_at(step):
+    def hook(s, loss):
+        if s == step:
+            raise Kill
+    return hook
+
+
+@pytest.mark.parametrize("fam", ["roberta", "t5"])
+def test_kill_and_resume_equals_uninterrupted(tiny_paths, splits, tmp_path, fam):
+    task, sp = splits
+    b = load_backbone(str(tiny_paths[fam]))
+    cfg = small_cfg(max_steps=60, eval_every=10, lr=0.05, schedule="warmup_linear", warmup_steps=15)
+    full = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "full", progress=False)
+    with pytest.raises(Kill):
+        tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False, on_step=_kill_at(37))
+    assert (tmp_path / "cut/state.pt").is_file() and not (tmp_path / "full/state.pt.tmp").exists()
+    seen = []
+    resumed = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False,
+                          on_step=lambda s, l: seen.append(s))
+    assert seen[0] == 31, "resumes from the last checkpoint (step 30), not from scratch"
+    assert torch.equal(resumed.prompt, full.prompt)
+    assert resumed.history == full.history and resumed.best_step == full.best_step
+    assert torch.equal(load_prompt(tmp_path / "cut/prompt.safetensors"), full.prompt)
+    # a finished run is not repeated
+    again = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False,
+                        on_step=_kill_at(1))
+    assert torch.equal(again.prompt, full.prompt)
+
+
+def test_checkpoint_errors(tiny_paths, splits, tmp_path):
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    cfg = small_cfg(max_steps=20, eval_every=10)
+    with pytest.raises(Kill):
+        tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False, on_step=_kill_at(15))
+    with pytest.raises(CheckpointError, match=r"another configuration \(config: .*use a new out_dir"):
+        tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(max_steps=20, eval_every=10, lr=0.5), tmp_path,
+                    progress=False)
+    (tmp_path / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*state\.pt"):
+        tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False)
+    (tmp_path / "p.safetensors").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*p\.safetensors"):
+        load_prompt(tmp_path / "p.safetensors")
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_prompt(tmp_path / "absent.safetensors")
+
+
+def test_prompt_files_round_trip_exactly(tmp_path):
+    p = torch.randn(7, 13, generator=torch.Generator().manual_seed(0))
+    save_prompt(tmp_path / "p.safetensors", p)
+    assert torch.equal(load_prompt(tmp_path / "p.safetensors"), p)
+
+
+def test_bad_training_input(tiny_paths, splits):
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    with pytest.raises(ConfigError, match="cannot encode an empty dataset"):
+        tune_prompt(b, task, sp["train"].iloc[:0], sp["dev"], small_cfg(), progress=False)
+    bad = sp["train"].assign(label=2)
+    with pytest.raises(ConfigError, match=r"train labels outside 0\.\.1"):
+        tune_prompt(b, task, bad, sp["dev"], small_cfg(), progress=False)
+    with pytest.raises(ConfigError, match="unknown schedule 'cosine'"):
+        TuneConfig(schedule="cosine")
+    with pytest.raises(ConfigError, match="needs warmup_steps"):
+        TuneConfig(schedule="warmup_linear")
+    with pytest.raises(ConfigError, match=r"unknown TuneConfig field\(s\) \['learning_rate'\]"):
+        TuneConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(ConfigError, match=r"prompt width 16 does not fit"):
+        tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(init="source"), progress=False,
+                    source_prompt=torch.zeros(8, 16))
+
+
+def test_batch_order_is_a_function_of_the_step():
+    seen = [i for s in range(4) for i in batch_indices(10, 3, seed=5, step=s)]
+    assert sorted(seen) == list(range(10)), "one epoch visits every example once"
+    assert batch_indices(10, 3, 5, 2) == batch_indices(10, 3, 5, 2)
+    assert batch_indices(10, 3, 5, 4) != batch_indices(10, 3, 5, 0)
+
+
+def test_macro_f1_by_hand():
+    y = pd.Series([0, 0, 1, 1, 1]).to_numpy()
+    p = pd.Series([0, 1, 1, 1, 0]).to_numpy()
+    # class 0: tp 1 fp 1 fn 1 -> 0.5; class 1: tp 2 fp 1 fn 1 -> 2/3
+    assert macro_f1(y, p, 2) == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_transfer_evaluation_on_a_same_type_task(tiny_paths, splits, tmp_path):
+    from lib.tiny import synthetic_task
+    task, sp = splits
+    other = synthetic_task(tmp_path, name="synthetic_pair", pair=True, n_train=50, n_test=60, seed=3)
+    b = load_backbone(str(tiny_paths["t5"]))
+    res = tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(lr=0.1, max_steps=200), progress=False)
+    target = load_splits(other, DataConfig(data_root=str(tmp_path), source="local"), ("test",))["test"]
+    out = evaluate(b, res.prompt, other, target, max_length=32)
+    assert out.n == 60 and 0.0 <= out.macro_f1 <= 1.0 and len(out.predictions) == 60
