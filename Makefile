@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --path-output _build_book -W -n --keep-going
+	$(BIN)/jupyter-book build . --path-output _build_book --all -W -n --keep-going
 
 clean-book:
 	rm -rf _build_book

@@ -11,9 +11,10 @@ Full-vocabulary logits at every position are never formed.
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -248,6 +249,22 @@ class Backbone:
         return logits
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' info logs and progress bars for a block, restoring them afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _detect_head(config, head: str) -> str:
     mtype = config.model_type
     if mtype in T5_MODEL_TYPES:
@@ -273,8 +290,6 @@ def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.
     for bare encoders such as all-MiniLM-L6-v2.
     """
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, T5ForConditionalGeneration
-    from transformers.utils import logging as hf_logging
-
     if head not in HEADS:
         raise unknown("head", head, HEADS)
     path = resolve_model_path(name_or_path)
@@ -287,22 +302,16 @@ def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.
         raise ModelLoadError(f"cannot load model {name_or_path!r} as a {where}: "
                              f"{str(exc).strip().splitlines()[0]}") from None
     resolved = _detect_head(config, head)
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # a bare encoder loaded without pooler weights is expected
-    hf_logging.disable_progress_bar()
-    try:
-        if resolved == "t5":
-            model = T5ForConditionalGeneration.from_pretrained(path, local_files_only=local_files_only)
-        elif resolved == "mlm":
-            model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=local_files_only)
-        else:
-            model = AutoModel.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load model {name_or_path!r}: {str(exc).strip().splitlines()[0]}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+    with quiet_transformers():  # a bare encoder loaded without pooler weights is expected
+        try:
+            if resolved == "t5":
+                model = T5ForConditionalGeneration.from_pretrained(path, local_files_only=local_files_only)
+            elif resolved == "mlm":
+                model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=local_files_only)
+            else:
+                model = AutoModel.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load model {name_or_path!r}: {str(exc).strip().splitlines()[0]}") from None
     model.to(torch.float32)
     return Backbone(model, tokenizer, resolved, name_or_path).to(device)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .errors import unknown
+from .models import quiet_transformers
 from .tasks import TASKS, LocalSource, Task
 
 FAMILIES = ("bert", "roberta", "t5")
@@ -101,8 +102,9 @@ def build_tiny_backbone(family: str, path: str | Path, seed: int = 0, init_scale
             dropout_rate=0.0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
             decoder_start_token_id=tok.pad_token_id, initializer_factor=init_scale * 2))
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
+    with quiet_transformers():
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
     return path
 
 
@@ -136,3 +138,79 @@ def synthetic_task(root: str | Path, *, name: str = "synthetic", n_train: int = 
                 mlm_verbalizer=("negative", "positive"), t5_verbalizer=("negative", "positive"),
                 raw_labels={0: 0, 1: 1}, local=LocalSource("jsonl", files, columns, "label"),
                 description="synthetic separable task (tests, smoke profile)")
+
+
+def build_planted_backbone(path: str | Path, *, neuron: int = 5, seed: int = 0) -> tuple[Path, int]:
+    """A one-layer BERT encoder (tied head) whose FFN neuron `neuron` alone carries the label.
+
+    Wiring, all exact: 'good' / 'bad' embeddings carry +/- a signal on dimension 0 that no other
+    token has; attention is uniform (zero queries and keys) and copies only dimension 0, so every
+    position, the prompt's included, receives the sign of the signal; the planted neuron reads
+    dimension 0, every other neuron's input weights are orthogonal to it (and to the all-ones
+    direction that LayerNorm's mean subtraction leaks into); only the planted neuron writes to the
+    two dimensions (1, 2) that the tied embeddings of 'positive' / 'negative' read. Suppressing it
+    leaves the two logits exactly equal (chance); suppressing any other neuron changes nothing.
+    Returns (path, neuron index).
+    """
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tok = _bert_tokenizer()
+    hidden, width = 32, 64
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=width, max_position_embeddings=160, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, initializer_range=0.5, pad_token_id=tok.pad_token_id)
+    model = BertModel(cfg, add_pooling_layer=False)
+    sig, out_pos, out_neg = 0, 1, 2
+    ones = torch.ones(hidden)
+    with torch.no_grad():
+        emb = model.embeddings
+        wired = [sig, out_pos, out_neg]
+        others = [d for d in range(hidden) if d not in wired]
+        for table in (emb.word_embeddings.weight, emb.position_embeddings.weight, emb.token_type_embeddings.weight):
+            table[:, wired] = 0.0  # zero-mean rows, nothing on the wired dimensions: LayerNorm keeps them 0
+            table[:, others] -= table[:, others].mean(dim=1, keepdim=True)
+        direction = torch.zeros(hidden)
+        direction[sig] = 1.0
+        direction -= ones / hidden
+        words = emb.word_embeddings.weight
+        good, bad = tok.convert_tokens_to_ids(SIGNAL_WORDS[0]), tok.convert_tokens_to_ids(SIGNAL_WORDS[1])
+        words[good] += 4.0 * direction
+        words[bad] -= 4.0 * direction
+        for word, dim in (("positive", out_pos), ("negative", out_neg)):
+            words[tok.convert_tokens_to_ids(word)] = 0.0
+            words[tok.convert_tokens_to_ids(word), dim] = 1.0
+        layer = model.encoder.layer[0]
+        att = layer.attention
+        for lin in (att.self.query, att.self.key, att.self.value, att.output.dense):
+            lin.weight.zero_()
+            lin.bias.zero_()
+        att.self.value.weight[sig, sig] = 1.0
+        att.output.dense.weight[sig, sig] = 1.0
+        w_in = layer.intermediate.dense.weight  # (width, hidden)
+        no_sig = [d for d in range(hidden) if d != sig]
+        w_in[:, sig] = 0.0  # orthogonal to the signal and to the all-ones direction
+        w_in[:, no_sig] -= w_in[:, no_sig].mean(dim=1, keepdim=True)
+        w_in[neuron] = 0.0
+        w_in[neuron, sig] = 10.0
+        layer.intermediate.dense.bias[neuron] = 0.0
+        w_out = layer.output.dense.weight  # (hidden, width)
+        w_out[[out_pos, out_neg], :] = 0.0
+        w_out[out_pos, neuron] = 5.0
+        w_out[out_neg, neuron] = -5.0
+        layer.output.dense.bias[[out_pos, out_neg]] = 0.0
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+    return path, neuron
+
+
+def planted_prompt(backbone, length: int = 4, seed: int = 0) -> torch.Tensor:
+    """A prompt for the planted backbone: zero-mean rows with nothing on the wired dimensions."""
+    gen = torch.Generator().manual_seed(seed)
+    prompt = torch.randn(length, backbone.embed_dim, generator=gen)
+    prompt[:, :3] = 0.0
+    prompt[:, 3:] -= prompt[:, 3:].mean(dim=1, keepdim=True)
+    return prompt

@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -70,7 +72,9 @@ def test_kill_and_resume_equals_uninterrupted(tiny_paths, splits, tmp_path, fam)
     full = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "full", progress=False)
     with pytest.raises(Kill):
         tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False, on_step=_kill_at(37))
-    assert (tmp_path / "cut/state.pt").is_file() and not (tmp_path / "full/state.pt.tmp").exists()
+    assert (tmp_path / "cut/state.pt").is_file()
+    assert not list((tmp_path / "cut").glob("*.tmp")) and not list((tmp_path / "cut").glob(".*.tmp"))
+    assert json.loads((tmp_path / "cut/metrics.json").read_text())["finished"] is False
     seen = []
     resumed = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False,
                           on_step=lambda s, l: seen.append(s))
