@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -82,6 +82,21 @@ class ActivationRecorder:
         return torch.stack(self.layers, dim=1)  # type: ignore[arg-type]
 
 
+@contextmanager
+def _hooked(sites: list[FFNSite], make: Callable[[int, bool], Callable]) -> Iterator[None]:
+    """Register one hook per site (pre-hook where the activation is a module's input); always remove."""
+    handles = []
+    try:
+        for s in sites:
+            fn = make(s.layer, s.reads_input)
+            handles.append(s.module.register_forward_pre_hook(fn) if s.reads_input
+                           else s.module.register_forward_hook(fn))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _select(act: torch.Tensor, positions: torch.Tensor | slice) -> torch.Tensor:
     return act[:, positions] if isinstance(positions, slice) else act.index_select(1, positions.to(act.device))
 
@@ -104,7 +119,6 @@ def record_ffn(backbone: Backbone, positions: Sequence[int] | slice | torch.Tens
         pos = torch.as_tensor(list(positions) if not isinstance(positions, torch.Tensor) else positions,
                               dtype=torch.long)
     rec = ActivationRecorder(len(sites))
-    handles = []
 
     def make(i: int, reads_input: bool):
         if reads_input:
@@ -117,15 +131,8 @@ def record_ffn(backbone: Backbone, positions: Sequence[int] | slice | torch.Tens
             rec.layers[i] = a.detach() if detach else a
         return hook
 
-    try:
-        for s in sites:
-            fn = make(s.layer, s.reads_input)
-            handles.append(s.module.register_forward_pre_hook(fn) if s.reads_input
-                           else s.module.register_forward_hook(fn))
+    with _hooked(sites, make):
         yield rec
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def neuron_mask(neurons: torch.Tensor | dict[int, Sequence[int]], n_layers: int, width: int) -> torch.Tensor:
@@ -168,7 +175,6 @@ def intervene_ffn(backbone: Backbone, neurons: torch.Tensor | dict[int, Sequence
     if mode == "noise" and not std > 0:
         raise ConfigError(f"noise std must be positive, got {std}")
     gen = torch.Generator(device=backbone.device).manual_seed(int(seed))
-    handles = []
 
     def perturb(layer: int, act: torch.Tensor) -> torch.Tensor:
         m = mask[layer].to(act.device)
@@ -187,12 +193,5 @@ def intervene_ffn(backbone: Backbone, neurons: torch.Tensor | dict[int, Sequence
             return lambda _m, args: (perturb(layer, args[0]), *args[1:])
         return lambda _m, _args, output: perturb(layer, output)
 
-    try:
-        for s in sites:
-            fn = make(s.layer, s.reads_input)
-            handles.append(s.module.register_forward_pre_hook(fn) if s.reads_input
-                           else s.module.register_forward_hook(fn))
+    with _hooked(sites, make):
         yield mask
-    finally:
-        for h in handles:
-            h.remove()
