@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= test,minilm,book
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast book clean-book clean
+.PHONY: venv test test-fast book clean-book clean run run-smoke
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,15 @@ clean-book:
 
 clean: clean-book
 	rm -rf $(VENV) .pytest_cache
+
+# Execute the notebooks for a profile into book/experiments (skips unchanged ones).
+#   make run PROFILE=mini            make run PROFILE=mini ONLY=transfer
+#   make run PROFILE=mini OVERRIDES='{"seeds": [0]}'
+PROFILE ?= mini
+ONLY ?=
+OVERRIDES ?=
+run: $(STAMP)
+	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)')
+
+run-smoke: $(STAMP)
+	$(BIN)/python -m lib.runner --profile smoke --out _build_smoke/experiments --results _build_smoke/results

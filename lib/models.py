@@ -315,3 +315,20 @@ def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.
             raise ModelLoadError(f"cannot load model {name_or_path!r}: {str(exc).strip().splitlines()[0]}") from None
     model.to(torch.float32)
     return Backbone(model, tokenizer, resolved, name_or_path).to(device)
+
+
+def randomized_copy(backbone: Backbone, seed: int = 0) -> Backbone:
+    """The same architecture and tokenizer with freshly initialised weights (the random-init control).
+
+    The Skill-Neuron paper claims skill neurons come from pre-training; tuning prompts on this copy
+    tests that claim. Initialisation runs under a forked, seeded RNG: no global state changes.
+    """
+    cls = type(backbone.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        try:
+            model = cls(backbone.config, add_pooling_layer=False)
+        except TypeError:
+            model = cls(backbone.config)
+    return Backbone(model.to(torch.float32), backbone.tokenizer, backbone.head,
+                    f"{backbone.name}+random-init(seed={seed})").to(backbone.device)

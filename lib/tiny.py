@@ -109,11 +109,12 @@ def build_tiny_backbone(family: str, path: str | Path, seed: int = 0, init_scale
 
 
 def synthetic_task(root: str | Path, *, name: str = "synthetic", n_train: int = 400, n_test: int = 200,
-                   pair: bool = False, seed: int = 0) -> Task:
+                   pair: bool = False, seed: int = 0, noise: float = 0.0) -> Task:
     """Write a separable sentiment-like task as JSONL under `root` and return its Task.
 
     Label 1 sentences contain 'good', label 0 sentences 'bad', among random filler words; a
-    perfect prompt reaches 100 %. Pair tasks put the signal in the second text.
+    perfect prompt reaches 100 %. Pair tasks put the signal in the second text. With `noise`, that
+    share of the test examples carries the opposite signal word (a crude 'adversarial' set).
     """
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -123,7 +124,9 @@ def synthetic_task(root: str | Path, *, name: str = "synthetic", n_train: int = 
         for _ in range(n):
             label = int(rng.integers(2))
             words = list(rng.choice(FILLER_WORDS, size=int(rng.integers(3, 9))))
-            words.insert(int(rng.integers(len(words) + 1)), SIGNAL_WORDS[0] if label else SIGNAL_WORDS[1])
+            flip = noise > 0 and split == "test" and rng.random() < noise
+            shown = label if not flip else 1 - label
+            words.insert(int(rng.integers(len(words) + 1)), SIGNAL_WORDS[0] if shown else SIGNAL_WORDS[1])
             text = " ".join(words)
             row = {"text": text, "label": label}
             if pair:

@@ -1,0 +1,112 @@
+"""Named experiment profiles: which backbone, tasks, seeds and budgets a book run uses.
+
+- smoke: a tiny random BERT and synthetic tasks; minutes on CPU; what the tests execute;
+- mini: all-MiniLM-L6-v2 on the real data available offline (../shared/data or the hub);
+- paper / paper_t5: roberta-base / t5-base with the references' tasks and hyper-parameters (GPU, hub).
+A notebook takes a profile name and may override single fields (`Profile.replace`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .data import DataConfig
+from .errors import ConfigError, unknown
+from .tuning import TuneConfig
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    tune: TuneConfig
+    data: DataConfig
+    adversarial: Mapping[str, str] = field(default_factory=dict)
+    suppression_fractions: tuple[float, ...] = (0.0, 0.005, 0.01, 0.015)
+    n_random_draws: int = 3
+    top_fraction: float = 0.01
+    threshold_examples: int = 2000
+    control_seeds: tuple[int, ...] = (0,)
+    synthetic: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError(f"profile {self.name!r} has no tasks")
+        if not self.seeds:
+            raise ConfigError(f"profile {self.name!r} has no seeds")
+        missing = set(self.adversarial) - set(self.tasks)
+        if missing:
+            raise ConfigError(f"profile {self.name!r}: adversarial sets for tasks it does not tune: {sorted(missing)}")
+        if not 0 < self.top_fraction <= 1:
+            raise ConfigError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
+        object.__setattr__(self, "adversarial", dict(self.adversarial))
+
+    def replace(self, **overrides: Any) -> "Profile":
+        """A copy with some fields changed; `tune` and `data` accept dicts of their own fields."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        bad = set(overrides) - valid
+        if bad:
+            raise ConfigError(f"unknown profile field(s) {sorted(bad)}; valid: {', '.join(sorted(valid))}")
+        for key in ("tune", "data"):
+            if isinstance(overrides.get(key), dict):
+                current = getattr(self, key)
+                names = {f.name for f in dataclasses.fields(current)}
+                bad = set(overrides[key]) - names
+                if bad:
+                    raise ConfigError(f"unknown {key} field(s) {sorted(bad)}; valid: {', '.join(sorted(names))}")
+                overrides[key] = dataclasses.replace(current, **overrides[key])
+        for key in ("tasks", "seeds", "suppression_fractions", "control_seeds"):
+            if key in overrides:
+                overrides[key] = tuple(overrides[key])
+        if "tasks" in overrides and "adversarial" not in overrides:  # keep the sets of the tasks still tuned
+            overrides["adversarial"] = {k: v for k, v in self.adversarial.items() if k in overrides["tasks"]}
+        return dataclasses.replace(self, **overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROFILES: Mapping[str, Profile] = MappingProxyType({
+    "smoke": Profile(
+        name="smoke", model="tiny-bert", tasks=("synthetic", "synthetic_pair"), seeds=(0, 1),
+        tune=TuneConfig(prompt_length=8, lr=0.3, batch_size=16, max_steps=150, eval_every=50, max_length=32),
+        data=DataConfig(source="local"), adversarial={"synthetic": "synthetic_adv"},
+        suppression_fractions=(0.0, 0.05, 0.1), n_random_draws=2, top_fraction=0.05, threshold_examples=200,
+        synthetic=True, description="tiny random BERT, synthetic separable tasks: tests the pipeline, not science"),
+    "mini": Profile(
+        name="mini", model="all-MiniLM-L6-v2", tasks=("sst2", "imdb", "mrpc", "qnli", "rte"), seeds=(0, 1, 2),
+        tune=TuneConfig(prompt_length=20, lr=0.02, batch_size=32, max_steps=200, eval_every=50, max_length=64),
+        data=DataConfig(data_root="../shared/data", max_train=5000, max_dev=300, max_test=500,
+                        carve_train_from_test=True),
+        adversarial={"sst2": "adv_sst2", "qnli": "adv_qnli", "rte": "adv_rte"},
+        suppression_fractions=(0.0, 0.01, 0.05), n_random_draws=2, threshold_examples=1000,
+        description="all-MiniLM-L6-v2 on the data available offline; 2 CPU cores"),
+    "paper": Profile(
+        name="paper", model="roberta-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
+        seeds=(0, 1, 2, 3, 4),
+        tune=TuneConfig(prompt_length=100, lr=1e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
+                        patience=10),
+        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
+        description="roberta-base as Robust-Neurons (lr 1e-3, 100 tokens, batch 16); GPU and hub"),
+    "paper_t5": Profile(
+        name="paper_t5", model="t5-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
+        seeds=(0, 1, 2, 3, 4),
+        tune=TuneConfig(prompt_length=100, lr=5e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
+                        patience=10),
+        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
+        description="t5-base as Robust-Neurons (lr 5e-3, 100 tokens, batch 16); GPU and hub"),
+})
+
+
+def get_profile(name: str | Profile) -> Profile:
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise unknown("profile", name, PROFILES) from None

@@ -1,0 +1,114 @@
+"""The smoke profile end to end: every notebook executed by papermill, then the book built with
+warnings as errors, then opened in headless Chromium."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lib.errors import ConfigError
+from lib.runner import NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke_book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("experiments"))
+    records = run_profile("smoke", root / "book" / "experiments", results_dir=root / "results", progress=False)
+    return root, records
+
+
+def test_every_notebook_executes(smoke_run):
+    root, records = smoke_run
+    assert [r["notebook"] for r in records] == list(NOTEBOOKS)
+    assert all(r["status"] == "ran" for r in records)
+    for name in NOTEBOOKS:
+        nb = nbformat.read(root / "book" / "experiments" / f"{name}.ipynb", as_version=4)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.get("output_type") == "error"], name
+        assert not [o for o in outputs if o.get("name") == "stderr"], f"{name} wrote to stderr"
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and "profile = \"smoke\"" in injected[0].source
+    figures = sum(any("image/png" in o.get("data", {}) for c in nbformat.read(
+        root / "book" / "experiments" / f"{n}.ipynb", as_version=4).cells for o in c.get("outputs", []))
+        for n in NOTEBOOKS)
+    assert figures == len(NOTEBOOKS), "every notebook shows a figure"
+    assert "| prompt_tuning | smoke |" in (root / "book" / "experiments" / "run_summary.md").read_text()
+
+
+def test_unchanged_notebooks_are_skipped(smoke_run):
+    root, _ = smoke_run
+    again = run_profile("smoke", root / "book" / "experiments", results_dir=root / "results", progress=False,
+                        only=["transfer", "explorer"])
+    assert [r["status"] for r in again] == ["skipped", "skipped"]
+
+
+def test_failure_stops_and_keeps_the_notebook(tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    nb = nbformat.read(TEMPLATES / "prompt_tuning.ipynb", as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('planted failure')"))
+    nbformat.write(nb, templates / "prompt_tuning.ipynb")
+    with pytest.raises(NotebookFailed, match=r"'prompt_tuning' failed .*planted failure.*prompt_tuning\.failed\.ipynb"):
+        run_profile("smoke", tmp_path / "out", results_dir=tmp_path / "results", templates=templates,
+                    progress=False)
+    assert (tmp_path / "out" / "prompt_tuning.failed.ipynb").is_file()
+    assert not (tmp_path / "out" / "prompt_tuning.ipynb").exists()
+    with pytest.raises(ConfigError, match="unknown notebook"):
+        run_profile("smoke", tmp_path / "out", only=["nope"], progress=False)
+    with pytest.raises(ConfigError, match=r"unknown profile field\(s\) \['sedes'\]"):
+        run_profile("smoke", tmp_path / "out", overrides={"sedes": [1]}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def built_book(smoke_run):
+    root, _ = smoke_run
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(root), "--path-output", str(root / "_out"), "--all", "-W", "-n",
+                           "--keep-going"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root / "_out" / "_build" / "html"
+
+
+def test_book_builds_with_warnings_as_errors(built_book):
+    assert (built_book / "index.html").is_file()
+    for name in NOTEBOOKS:
+        assert (built_book / "book" / "experiments" / f"{name}.html").is_file()
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)")
+
+
+def _dump(browser, page, tmp_path, screenshot=None):
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", "--virtual-time-budget=5000"]
+    if screenshot:
+        subprocess.run([browser, *flags, f"--screenshot={screenshot}", page.as_uri()], capture_output=True,
+                       timeout=120)
+    proc = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    return proc.stdout
+
+
+def test_pages_render_in_chromium(built_book, tmp_path):
+    browser = _chromium()
+    index = _dump(browser, built_book / "index.html", tmp_path)
+    assert "Skill neurons, robustness and transfer" in index
+    shot = tmp_path / "skill_neurons.png"
+    page = _dump(browser, built_book / "book" / "experiments" / "skill_neurons.html", tmp_path, shot)
+    assert page.count("<img") >= 2, "the skill-neuron page shows its figures"
+    assert "Traceback" not in page and "output_error" not in page and "stderr" not in page
+    assert "Profile" in page and "smoke" in page, "the page names the profile its numbers come from"
+    assert shot.is_file() and shot.stat().st_size > 10_000
