@@ -217,27 +217,31 @@ class Backbone:
                           batch.attention_mask.to(dev)], dim=1)
         return embeds, attn
 
+    def encode_prompted(self, prompt: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder hidden states (batch, prompt + text, width) of the prompted batch, and its attention mask."""
+        embeds, attn = self.prompt_inputs(prompt, batch)
+        kwargs = {}
+        if batch.token_type_ids is not None and self.head != "t5":
+            types = batch.token_type_ids.to(self.device)
+            kwargs["token_type_ids"] = torch.cat(
+                [torch.zeros(types.shape[0], embeds.shape[1] - types.shape[1], dtype=types.dtype,
+                             device=self.device), types], dim=1)
+        return self.encoder(inputs_embeds=embeds, attention_mask=attn, **kwargs).last_hidden_state, attn
+
     def label_logits(self, prompt: torch.Tensor, batch: Batch, verbalizer_ids: torch.Tensor) -> torch.Tensor:
         """(batch, n_labels) logits of the verbalizer tokens; only these are computed."""
-        embeds, attn = self.prompt_inputs(prompt, batch)
+        states, attn = self.encode_prompted(prompt, batch)
         vid = verbalizer_ids.to(self.device)
         if self.head == "t5":
-            enc = self.model.encoder(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
-            start = torch.full((embeds.shape[0], 1), self.config.decoder_start_token_id,
+            start = torch.full((states.shape[0], 1), self.config.decoder_start_token_id,
                                dtype=torch.long, device=self.device)
-            dec = self.model.decoder(input_ids=start, encoder_hidden_states=enc,
+            dec = self.model.decoder(input_ids=start, encoder_hidden_states=states,
                                      encoder_attention_mask=attn).last_hidden_state[:, 0]
             scale = getattr(self.config, "scale_decoder_outputs", getattr(self.config, "tie_word_embeddings", True))
             if scale:
                 dec = dec * (self.config.d_model ** -0.5)
             return dec @ self.model.get_output_embeddings().weight[vid].T.to(dec.dtype)
-        kwargs = {}
-        if batch.token_type_ids is not None:
-            types = batch.token_type_ids.to(self.device)
-            kwargs["token_type_ids"] = torch.cat(
-                [torch.zeros(types.shape[0], embeds.shape[1] - types.shape[1], dtype=types.dtype,
-                             device=self.device), types], dim=1)
-        hidden = self.encoder(inputs_embeds=embeds, attention_mask=attn, **kwargs).last_hidden_state[:, 0]
+        hidden = states[:, 0]
         if self.head == "tied":
             return hidden @ self.word_embeddings.weight[vid].T.to(hidden.dtype)
         assert self._head_transform is not None

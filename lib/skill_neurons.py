@@ -96,13 +96,7 @@ def _run_encoder(backbone: Backbone, prompt: torch.Tensor, data: Encoded, idx: l
         assert verbalizer is not None
         backbone.label_logits(prompt, batch, verbalizer)
         return
-    embeds, attn = backbone.prompt_inputs(prompt, batch)
-    kwargs = {}
-    if batch.token_type_ids is not None:
-        types = batch.token_type_ids.to(backbone.device)
-        kwargs["token_type_ids"] = torch.cat([torch.zeros(types.shape[0], embeds.shape[1] - types.shape[1],
-                                                          dtype=types.dtype, device=types.device), types], dim=1)
-    backbone.encoder(inputs_embeds=embeds, attention_mask=attn, **kwargs)
+    backbone.encode_prompted(prompt, batch)
 
 
 def iter_activations(backbone: Backbone, prompt: torch.Tensor, data: Encoded, *, batch_size: int = 64,
