@@ -6,6 +6,7 @@ and resumed from its last checkpoint reaches exactly the prompt an uninterrupted
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -136,6 +137,7 @@ def _run_signature(cfg: TuneConfig, backbone: Backbone, task: Task, n_train: int
 def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Encoded, dev: pd.DataFrame | Encoded,
                 cfg: TuneConfig = TuneConfig(), out_dir: str | Path | None = None, *,
                 source_prompt: torch.Tensor | str | Path | None = None, resume: bool = True,
+                teacher_prompt: torch.Tensor | None = None, distill_beta: float = 0.0,
                 progress: bool = True,
                 on_step: Callable[[int, float], None] | None = None) -> TuneResult:
     """Tune a soft prompt for `task` and return the best-on-dev prompt.
@@ -144,6 +146,10 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
     (prompt.safetensors), config.json and metrics.json, all atomically; calling again with the
     same arguments resumes (or returns at once if the run had finished). `on_step(step, loss)`
     is called after each optimiser step (used by tests to simulate an interruption).
+
+    PANDA (Zhong et al. 2022): with `teacher_prompt`, the loss becomes cross-entropy +
+    `distill_beta` * MSE(student verbalizer logits, teacher logits), the teacher being the same
+    frozen backbone with the (source) teacher prompt.
     """
     task = get_task(task)
     device = cfg.resolved_device()
@@ -159,6 +165,16 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
     bf16 = cfg.use_bf16(device)
 
     signature = _run_signature(cfg, backbone, task, len(train_enc), len(dev_enc))
+    teacher = None
+    if teacher_prompt is not None:
+        if distill_beta < 0:
+            raise ConfigError(f"distill_beta must be non-negative, got {distill_beta}")
+        teacher = teacher_prompt.detach().float().to(device)
+        backbone.check_prompt(teacher, cfg.max_length)
+        digest = hashlib.sha256(teacher.cpu().numpy().tobytes()).hexdigest()[:16]
+        signature["distill"] = {"beta": distill_beta, "teacher_sha256": digest}
+    elif distill_beta:
+        raise ConfigError("distill_beta needs a teacher_prompt")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         done = _finished_result(out, signature) if resume else None
@@ -192,6 +208,10 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = backbone.label_logits(prompt, batch, verbalizer)
             loss = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
+            if teacher is not None:
+                with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                    target = backbone.label_logits(teacher, batch, verbalizer)
+                loss = loss + distill_beta * torch.nn.functional.mse_loss(logits.float(), target.float())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
