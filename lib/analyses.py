@@ -62,11 +62,13 @@ def suppression_curve(backbone: Backbone, prompt: torch.Tensor, task: str | Task
     for fraction in fractions:
         skill = top_per_layer(scores, fraction=fraction)
         n = int(skill[0].sum())
-        rows.append({"fraction": fraction, "n_per_layer": n, "kind": "skill", "draw": 0, "accuracy": acc(skill, seed)})
+        skill_acc = acc(skill, seed)
+        rows.append({"fraction": fraction, "n_per_layer": n, "kind": "skill", "draw": 0, "accuracy": skill_acc})
         for draw in range(n_random):
             rnd = random_per_layer(tuple(scores.shape), n, gen)
+            # with nothing suppressed every draw is the unperturbed model: evaluate it once
             rows.append({"fraction": fraction, "n_per_layer": n, "kind": "random", "draw": draw,
-                         "accuracy": acc(rnd, seed + 1 + draw)})
+                         "accuracy": skill_acc if n == 0 else acc(rnd, seed + 1 + draw)})
     return pd.DataFrame(rows)
 
 

@@ -47,6 +47,16 @@ def _fingerprint(template: Path, parameters: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def _portable(path: str | Path) -> str:
+    """A results folder inside the repository is passed relative to it (notebooks run with cwd = repo),
+    so that fingerprints and executed notebooks do not depend on where the clone lives."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(REPO))
+    except ValueError:
+        return str(resolved)
+
+
 def select(only: Sequence[str] | None) -> list[str]:
     if not only:
         return list(NOTEBOOKS)
@@ -74,7 +84,7 @@ def run_profile(profile: str, out_dir: str | Path = REPO / "book" / "experiments
         template = Path(templates) / f"{name}.ipynb"
         if not template.is_file():
             raise ConfigError(f"notebook template not found: {template}")
-        params = {"profile": profile, "results_dir": str(Path(results_dir).resolve()), "overrides": overrides or {}}
+        params = {"profile": profile, "results_dir": _portable(results_dir), "overrides": overrides or {}}
         stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()})
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
         if not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp:
