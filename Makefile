@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS ?= test,minilm,book
+EXTRAS ?= test,minilm,book,bench
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast book clean-book clean run run-smoke
+.PHONY: venv test test-fast book clean-book clean run run-smoke bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,11 @@ run: $(STAMP)
 
 run-smoke: $(STAMP)
 	$(BIN)/python -m lib.runner --profile smoke --out _build_smoke/experiments --results _build_smoke/results
+
+# Benchmarks (side-by-side ratios, JSON under benchmarks/results), then the book's Performance page.
+bench: $(STAMP)
+	cd benchmarks && ../$(BIN)/python tuning_vs_peft.py --model all-MiniLM-L6-v2 --accuracy-steps 100
+	cd benchmarks && ../$(BIN)/python tuning_vs_peft.py --model roberta-base-random --batch 8 --steps 3 --rounds 2
+	cd benchmarks && ../$(BIN)/python predictivity_memory.py --sizes 1000 5000
+	cd benchmarks && ../$(BIN)/python roofline.py
+	$(BIN)/python -m papermill notebooks/performance.ipynb book/performance.ipynb --cwd . -k python3

@@ -8,5 +8,9 @@ Modules, one job each:
 - `tuning`, `evaluation`: resumable prompt tuning, accuracy and macro-F1 on any task;
 - `hooks`: context managers that record or perturb FFN activations;
 - `skill_neurons`, `analyses`: streamed predictivity, selection, and tidy tables for the book;
+- `indicators`, `projector`, `transfer_study`: transferability indicators, the cross-model projector,
+  and the transfer-method study (initialisation, PANDA) over a profile's cached prompts;
+- `profiles`, `experiments`, `notebook`, `runner`: named profiles, the cached pipeline the notebooks
+  call, and the papermill runner;
 - `tiny`: tiny random backbones of the real classes and synthetic tasks (tests, smoke profile).
 """

@@ -28,7 +28,7 @@ from .profiles import PROFILES, get_profile
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "notebooks"
 NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
-             "task_specificity", "random_init_control", "explorer")
+             "task_specificity", "random_init_control", "explorer", "indicators", "init_transfer", "panda", "projector")
 
 
 class NotebookFailed(RuntimeError):
@@ -123,25 +123,32 @@ def machine() -> str:
 def write_summary(out: Path, profile: str, results: Path | None = None) -> None:
     """A Markdown table of every executed notebook's profile, date and wall time, for the book.
 
-    A notebook re-executed over cached results runs in seconds, so the time spent tuning prompts
-    (recorded in each prompt's metrics.json when it was tuned) is reported separately.
+    A notebook re-executed over cached results runs in seconds, so the compute time of each cached
+    result (recorded when it was first computed) and of the prompt-tuning runs is reported too.
     """
     rows = []
     for name in NOTEBOOKS:
         info = out / ".runinfo" / f"{name}.json"
         if info.is_file():
             r = read_json(info)
-            rows.append(f"| {name} | {r['profile']} | {r['finished']} | {r['seconds']:.0f} |")
+            rows.append(f"| {name} | {r['profile']} | {r['finished']} | {r['seconds']:.0f} | {r.get('note', '')} |")
     total = sum(read_json(p)["seconds"] for p in (out / ".runinfo").glob("*.json"))
-    text = ("| notebook | profile | finished | wall time (s) |\n|---|---|---|---|\n" + "\n".join(rows)
-            + f"\n\nTotal wall time {total / 60:.1f} min (each notebook's own run; cached steps are not re-timed). "
-            + f"Machine of the latest run ({profile}): {machine()}.\n")
+    text = ("| notebook | profile | finished | wall time (s) | note |\n|---|---|---|---|---|\n" + "\n".join(rows)
+            + f"\n\nTotal wall time {total / 60:.1f} min (each notebook's own last run; a notebook that found its "
+            + f"results cached took seconds). Machine of the latest run ({profile}): {machine()}.\n")
     if results is not None:
-        tuned = [read_json(p) for p in sorted(results.glob("*/prompts/*/*/metrics.json"))]
-        done = [m for m in tuned if m.get("finished")]
-        if done:
-            text += (f"\nPrompt tuning itself took {sum(m['seconds'] for m in done) / 60:.1f} min for "
-                     f"{len(done)} prompts ({sum(m['steps'] for m in done)} optimiser steps in all).\n")
+        tables = sorted(results.glob("*/tables/*.json"))
+        if tables:
+            text += ("\n| cached result | computed in (s) |\n|---|---|\n"
+                     + "\n".join(f"| {p.parent.parent.name}/{p.stem} | {read_json(p).get('seconds', float('nan')):.0f} |"
+                                 for p in tables) + "\n")
+        for label, pattern in (("Prompt tuning", "*/prompts/*/*/metrics.json"),
+                               ("The transfer-method runs (initialisation, PANDA, baselines)",
+                                "*/transfer_methods/*/*/*/metrics.json")):
+            done = [m for m in (read_json(p) for p in sorted(results.glob(pattern))) if m.get("finished")]
+            if done:
+                text += (f"\n{label} took {sum(m['seconds'] for m in done) / 60:.1f} min for {len(done)} prompts "
+                         f"({sum(m['steps'] for m in done)} optimiser steps in all).\n")
     (out / "run_summary.md").write_text(text, encoding="utf-8")
 
 

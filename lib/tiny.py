@@ -108,6 +108,25 @@ def build_tiny_backbone(family: str, path: str | Path, seed: int = 0, init_scale
     return path
 
 
+def build_base_sized_roberta(path: str | Path, seed: int = 0) -> Path:
+    """A roberta-base-sized RobertaForMaskedLM (12 x 768, FFN 3072, 50,265-word output layer) with random
+    weights and the tiny tokenizer: for speed benchmarks, where only the shapes matter, offline."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    tok = _roberta_tokenizer()
+    model = RobertaForMaskedLM(RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12,
+                                             num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
+                                             type_vocab_size=1, pad_token_id=tok.pad_token_id,
+                                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    path.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+    return path
+
+
 def synthetic_task(root: str | Path, *, name: str = "synthetic", n_train: int = 400, n_test: int = 200,
                    pair: bool = False, seed: int = 0, noise: float = 0.0) -> Task:
     """Write a separable sentiment-like task as JSONL under `root` and return its Task.
