@@ -3,7 +3,7 @@
     python benchmarks/predictivity_memory.py --sizes 1000 5000
     python benchmarks/predictivity_memory.py --model tiny-bert --sizes 50 200 --out /tmp/b   # the test's run
 
-`store-all` is what the reference code does: keep every example's FFN activations at the prompt
+`store-all` (`lib.skill_neurons.predictivity_store_all`) is what the reference code does: keep every example's FFN activations at the prompt
 positions (examples x layers x positions x neurons), then take means and threshold agreement
 afterwards. `streamed` is `lib.skill_neurons.compute_predictivity`: a running float64 sum, then
 integer agreement counts, batch by batch. Each (method, size) runs in a fresh child process of
@@ -30,7 +30,7 @@ from common import REPO, save
 from lib.data import DataConfig, load_splits
 from lib.models import load_backbone
 from lib.prompt import init_prompt, load_prompt
-from lib.skill_neurons import binary_subtasks, compute_predictivity, ffn_shape, iter_activations
+from lib.skill_neurons import compute_predictivity, iter_activations, predictivity_store_all
 from lib.tasks import get_task
 from lib.tiny import build_tiny_backbone, synthetic_task
 
@@ -40,28 +40,6 @@ TRAINED = REPO / "results" / "mini" / "main" / "prompts" / "sst2" / "seed0" / "p
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
-
-
-def store_all(backbone, prompt, task, train, evaluation, batch_size=64):
-    """Every activation kept, scored afterwards (the reference implementation's shape)."""
-    layers, width = ffn_shape(backbone)
-
-    def collect(enc):
-        out = torch.zeros((len(enc), layers, prompt.shape[0], width))
-        for idx, acts in iter_activations(backbone, prompt, enc, batch_size=batch_size):
-            out[idx] = acts.float().cpu()
-        return out
-    a_train = collect(train)
-    thr = a_train.mean(dim=0, dtype=torch.float64)
-    del a_train
-    a_ev = collect(evaluation)
-    accs = []
-    for st in binary_subtasks(task):
-        y = torch.as_tensor(st.binary_labels(evaluation.labels))
-        keep = y >= 0
-        fire = a_ev[keep] > thr
-        accs.append((fire == (y[keep] == 1).view(-1, 1, 1, 1)).to(torch.float64).mean(dim=0))
-    return thr, torch.stack(accs)
 
 
 def child(method: str, n: int, model: str) -> dict:
@@ -90,7 +68,7 @@ def child(method: str, n: int, model: str) -> dict:
                 pass
         acc = torch.zeros(1)
     else:
-        thr, acc = store_all(b, prompt, task, train, ev)
+        thr, acc = predictivity_store_all(b, prompt, task, train, ev)
     seconds = time.perf_counter() - t0
     return {"method": method, "n": n, "seconds": seconds, "peak_rss_mb": _rss_mb(), "setup_rss_mb": before,
             "extra_mb": _rss_mb() - before, "checksum": float(acc.sum())}

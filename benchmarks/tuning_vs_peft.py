@@ -93,12 +93,7 @@ class PeftTuner:
             else:  # an encoder with tied embeddings (MiniLM): the same full-vocabulary product
                 vocab_logits = out.last_hidden_state @ self.b.word_embeddings.weight.T
             return vocab_logits[:, self.n_virtual, self.verbalizer], batch.labels
-        hidden = out.last_hidden_state[:, self.n_virtual]
-        if self.b.head == "tied":
-            return hidden @ self.b.word_embeddings.weight[self.verbalizer].T, batch.labels
-        h = self.b._head_transform(hidden)
-        w = self.b.model.get_output_embeddings()
-        return h @ w.weight[self.verbalizer].T + w.bias[self.verbalizer], batch.labels
+        return self.b.mask_slot_logits(out.last_hidden_state[:, self.n_virtual], self.verbalizer), batch.labels
 
     def train(self, data: Encoded, steps: int, start: int = 0) -> None:
         self.model.train(False)

@@ -241,7 +241,14 @@ class Backbone:
             if scale:
                 dec = dec * (self.config.d_model ** -0.5)
             return dec @ self.model.get_output_embeddings().weight[vid].T.to(dec.dtype)
-        hidden = states[:, 0]
+        return self.mask_slot_logits(states[:, 0], vid)
+
+    def mask_slot_logits(self, hidden: torch.Tensor, verbalizer_ids: torch.Tensor) -> torch.Tensor:
+        """(batch, n_labels) verbalizer logits from the final hidden state at the `<mask>` slot
+        (masked LMs and tied encoders): the MLM head restricted to the verbalizer rows."""
+        if self.head == "t5":
+            raise ConfigError("T5 reads its label at the first decoder step, not at a mask slot")
+        vid = verbalizer_ids.to(hidden.device)
         if self.head == "tied":
             return hidden @ self.word_embeddings.weight[vid].T.to(hidden.dtype)
         assert self._head_transform is not None

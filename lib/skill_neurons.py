@@ -175,6 +175,35 @@ def compute_predictivity(backbone: Backbone, prompt: torch.Tensor, task: str | T
     return Predictivity(thr.cpu(), acc, [s.name for s in subtasks], len(train), n_used)
 
 
+def predictivity_store_all(backbone: Backbone, prompt: torch.Tensor, task: str | Task, train: Encoded,
+                           evaluation: Encoded, *, batch_size: int = 64, part: str = "encoder"
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(thresholds, accuracy per sub-task) computed the way the reference code does: every example's
+    activations at the prompt positions kept in memory, scored afterwards.
+
+    Memory grows with the number of examples; kept as an independent check of `compute_predictivity`
+    (they agree exactly) and as the benchmark's contender.
+    """
+    task = get_task(task)
+    layers, width = ffn_shape(backbone, part)
+
+    def collect(enc: Encoded) -> torch.Tensor:
+        out = torch.zeros((len(enc), layers, prompt.shape[0], width))
+        for idx, acts in iter_activations(backbone, prompt, enc, batch_size=batch_size, part=part):
+            out[idx] = acts.float().cpu()
+        return out
+
+    thr = collect(train).to(torch.float64).mean(dim=0)
+    acts = collect(evaluation)
+    accs = []
+    for st in binary_subtasks(task):
+        y = torch.as_tensor(st.binary_labels(evaluation.labels))
+        keep = y >= 0
+        fire = acts[keep].to(torch.float64) > thr
+        accs.append((fire == (y[keep] == 1).view(-1, 1, 1, 1)).to(torch.float64).mean(dim=0))
+    return thr, torch.stack(accs)
+
+
 def aggregate_seeds(per_seed: Sequence[torch.Tensor]) -> torch.Tensor:
     """Mean over seeds of (layers, neurons) predictivities (each already maxed over positions)."""
     if not per_seed:

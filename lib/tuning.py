@@ -154,17 +154,7 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
     task = get_task(task)
     device = cfg.resolved_device()
     backbone.to(device)
-    train_enc = backbone.encode(train, cfg.max_length) if isinstance(train, pd.DataFrame) else train
-    dev_enc = backbone.encode(dev, cfg.max_length) if isinstance(dev, pd.DataFrame) else dev
-    for name, enc in (("train", train_enc), ("dev", dev_enc)):
-        if len(enc) == 0:
-            raise ConfigError(f"the {name} set is empty")
-        if enc.labels.min() < 0 or enc.labels.max() >= task.num_labels:
-            raise ConfigError(f"{name} labels outside 0..{task.num_labels - 1} for task {task.name!r}")
-    verbalizer = backbone.task_verbalizer_ids(task)
-    bf16 = cfg.use_bf16(device)
-
-    signature = _run_signature(cfg, backbone, task, len(train_enc), len(dev_enc))
+    signature = _run_signature(cfg, backbone, task, len(train), len(dev))
     teacher = None
     if teacher_prompt is not None:
         if distill_beta < 0:
@@ -180,6 +170,17 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
         done = _finished_result(out, signature) if resume else None
         if done is not None:
             return done
+
+    # tokenising is the slow part of loading a finished run, so it happens only when tuning is needed
+    train_enc = backbone.encode(train, cfg.max_length) if isinstance(train, pd.DataFrame) else train
+    dev_enc = backbone.encode(dev, cfg.max_length) if isinstance(dev, pd.DataFrame) else dev
+    for name, enc in (("train", train_enc), ("dev", dev_enc)):
+        if len(enc) == 0:
+            raise ConfigError(f"the {name} set is empty")
+        if enc.labels.min() < 0 or enc.labels.max() >= task.num_labels:
+            raise ConfigError(f"{name} labels outside 0..{task.num_labels - 1} for task {task.name!r}")
+    verbalizer = backbone.task_verbalizer_ids(task)
+    bf16 = cfg.use_bf16(device)
 
     prompt_init = init_prompt(backbone, cfg.prompt_length, cfg.init, cfg.seed, source_prompt)
     backbone.check_prompt(prompt_init, cfg.max_length)

@@ -12,7 +12,7 @@ from lib.hooks import ffn_sites, intervene_ffn, record_ffn
 from lib.models import load_backbone
 from lib.prompt import init_prompt
 from lib.skill_neurons import (BinarySubtask, aggregate_seeds, binary_subtasks, compute_predictivity,
-                               iter_activations, top_global, top_per_layer)
+                               iter_activations, predictivity_store_all, top_global, top_per_layer)
 from lib.tiny import build_planted_backbone, planted_prompt
 
 
@@ -145,30 +145,13 @@ def test_planted_neuron_is_found_and_is_causal(planted, data):
 
 
 # --- streamed == all in memory ----------------------------------------------------------------
-def _store_all(b, prompt, task, train, ev, batch_size):
-    def collect(enc):
-        out = torch.zeros((len(enc), 2, prompt.shape[0], 64))
-        for idx, acts in iter_activations(b, prompt, enc, batch_size=batch_size):
-            out[idx] = acts
-        return out
-    a_train, a_ev = collect(train), collect(ev)
-    thr = a_train.to(torch.float64).mean(dim=0)
-    accs = []
-    for st in binary_subtasks(task):
-        y = torch.as_tensor(st.binary_labels(ev.labels))
-        keep = y >= 0
-        fire = a_ev[keep].to(torch.float64) > thr
-        accs.append((fire == (y[keep] == 1).view(-1, 1, 1, 1)).to(torch.float64).mean(dim=0))
-    return thr, torch.stack(accs)
-
-
 @pytest.mark.parametrize("fam", ["bert", "t5"])
 def test_streamed_equals_store_all(backbones, data, fam):
     task, sp = data
     b = backbones[fam]
     prompt = init_prompt(b, 5, seed=4)
     train, ev = b.encode(sp["train"], 32), b.encode(sp["test"], 32)
-    thr, acc = _store_all(b, prompt, task, train, ev, batch_size=16)
+    thr, acc = predictivity_store_all(b, prompt, task, train, ev, batch_size=16)
     streamed = compute_predictivity(b, prompt, task, train, ev, batch_size=16, progress=False)
     torch.testing.assert_close(streamed.thresholds, thr, rtol=0, atol=1e-12)
     assert torch.equal(streamed.accuracy, acc)
