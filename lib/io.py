@@ -1,4 +1,9 @@
-"""Atomic file writes: a run interrupted mid-write never leaves a half-written checkpoint."""
+"""Atomic file writes: a run interrupted mid-write never leaves a half-written checkpoint.
+
+Every file the project writes goes through `_atomic`: a temporary file with a unique name in the
+target folder, then `os.replace`. Two processes writing the same path each write their own
+temporary and the last rename wins whole; a reader never sees a torn file.
+"""
 from __future__ import annotations
 
 import json
@@ -14,6 +19,16 @@ from safetensors.torch import load_file, save_file
 from .errors import CheckpointError
 
 
+def _file_mode() -> int:
+    """What `open()` would give a new file under the user's umask (mkstemp always gives 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,6 +36,7 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -33,6 +49,13 @@ def write_json(path: Path, obj: Any) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
+    _atomic(path, write)
+
+
+def write_text(path: Path, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
     _atomic(path, write)
 
 
@@ -70,7 +93,7 @@ def read_torch(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle/zip errors of every kind mean 'corrupt'
         raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

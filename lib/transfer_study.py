@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .chapters import cached, transfer_table, tuning_table
 from .errors import ConfigError, unknown
 from .evaluation import evaluate
 from .experiments import Experiment
@@ -32,7 +34,7 @@ from .indicators import activated_neurons, overlap_of_neurons, prompt_similarity
 from .prompt import init_prompt
 from .profiles import PROFILES
 from .projector import ProjectorConfig, permuted_copy, train_by_distance, train_by_task
-from .tuning import TuneResult, tune_prompt
+from .tuning import TuneResult, run_signature, tune_prompt
 
 ARMS = ("baseline", "transfer", "panda")
 BETA_MODES = ("fixed", "on")
@@ -135,7 +137,6 @@ class TransferMethods:
     def __init__(self, exp: Experiment, study: TransferStudy) -> None:
         study.check_against(exp)
         self.exp, self.study = exp, study
-        self.root = exp.root / "transfer_methods"
         self._active: dict[tuple[str, int], torch.Tensor] = {}
 
     # --- indicators -----------------------------------------------------------------------------
@@ -157,8 +158,8 @@ class TransferMethods:
         exp = self.exp
 
         def compute() -> pd.DataFrame:
-            transfer = exp.transfer_table().set_index(["source", "target", "seed"])["accuracy"]
-            own = exp.tuning_table().set_index(["task", "seed"])["test_accuracy"]
+            transfer = transfer_table(exp).set_index(["source", "target", "seed"])["accuracy"]
+            own = tuning_table(exp).set_index(["task", "seed"])["test_accuracy"]
             rows = []
             for seed in exp.profile.seeds:
                 for source in exp.profile.tasks:
@@ -179,7 +180,7 @@ class TransferMethods:
                         row["relative_transfer"] = row["transfer_accuracy"] / float(own[(target, seed)])
                         rows.append(row)
             return pd.DataFrame(rows)
-        return exp._table("indicators", "v1", compute)
+        return cached(exp, "indicators", "v1", compute)
 
     @staticmethod
     def indicator_names(table: pd.DataFrame) -> list[str]:
@@ -217,16 +218,26 @@ class TransferMethods:
         exp = self.exp
         sp = exp.splits(target)
         if arm == "baseline":
-            return tune_prompt(exp.backbone, exp.task(target), sp["train"], sp["dev"], self._config(seed),
-                               self.root / "baseline" / target / f"seed{seed}", progress=exp.progress)
+            cfg = self._config(seed)
+            return tune_prompt(exp.backbone, exp.task(target), sp["train"], sp["dev"], cfg,
+                               self._run_dir(Path("baseline") / target / f"seed{seed}", cfg, target),
+                               progress=exp.progress)
         if source is None:
             raise ConfigError(f"arm {arm!r} needs a source task")
         src = exp.prompt(source, seed)
         kwargs: dict[str, Any] = {"source_prompt": src}
         if arm == "panda":
             kwargs.update(teacher_prompt=src, distill_beta=self.beta_for(source, target, seed))
-        return tune_prompt(exp.backbone, exp.task(target), sp["train"], sp["dev"], self._config(seed, "source"),
-                           self.root / arm / f"{source}_to_{target}" / f"seed{seed}", progress=exp.progress, **kwargs)
+        cfg = self._config(seed, "source")
+        out = self._run_dir(Path(arm) / f"{source}_to_{target}" / f"seed{seed}", cfg, target, **kwargs)
+        return tune_prompt(exp.backbone, exp.task(target), sp["train"], sp["dev"], cfg, out, progress=exp.progress,
+                           **kwargs)
+
+    def _run_dir(self, rel: Path, cfg, target: str, **kwargs: Any) -> Path:
+        """The run's checkpoint folder, keyed by its signature (configuration, data, source, teacher)."""
+        sp = self.exp.splits(target)
+        signature = run_signature(cfg, self.exp.backbone, self.exp.task(target), sp["train"], sp["dev"], **kwargs)
+        return self.exp.store.run_dir(Path("transfer_methods") / rel, signature)
 
     def _start_accuracy(self, arm: str, source: str | None, target: str, seed: int) -> float:
         """Dev accuracy at step 0 (before any update): the initial prompt's, for the learning curves."""
@@ -262,7 +273,7 @@ class TransferMethods:
                 rows.append({**base, "step": 0, "dev_accuracy": self._start_accuracy(arm, source, target, seed)})
                 rows += [{**base, "step": h["step"], "dev_accuracy": h["dev_accuracy"]} for h in res.history]
             return pd.DataFrame(rows)
-        return self.exp._table("transfer_curves", self._runs_key(), compute)
+        return cached(self.exp, "transfer_curves", self._runs_key(), compute)
 
     def runs_table(self) -> pd.DataFrame:
         """One row per transfer run: beta, start / best dev, test accuracy, steps to 90 % of the baseline's best."""
@@ -285,7 +296,7 @@ class TransferMethods:
                              "steps_to_90": float(reached.min()) if len(reached) else np.nan,
                              "seconds": res.seconds})
             return pd.DataFrame(rows)
-        return exp._table("transfer_runs", self._runs_key(), compute)
+        return cached(exp, "transfer_runs", self._runs_key(), compute)
 
     # --- cross-model projector ------------------------------------------------------------------
     def projector_table(self) -> pd.DataFrame:
@@ -306,7 +317,7 @@ class TransferMethods:
             b, perm = permuted_copy(exp.backbone, seed=1234)
             exp_b = None
         else:
-            exp_b = Experiment(study.projector_target, exp.shared.parent, progress=exp.progress)
+            exp_b = Experiment(study.projector_target, exp.results_dir, progress=exp.progress, reuse=exp.reuse)
             study.check_against(exp_b, projector_only=True)
             b, perm = exp_b.backbone, None
         b_data = exp if exp_b is None else exp_b  # whose tokenizer encodes the data for B
@@ -346,4 +357,4 @@ class TransferMethods:
                                      "final_distance_loss": dist_losses[-1], "final_task_loss": task_losses[-1],
                                      "first_task_loss": task_losses[0]})
             return pd.DataFrame(rows)
-        return exp._table("projector", self._projector_key(), compute)
+        return cached(exp, "projector", self._projector_key(), compute)

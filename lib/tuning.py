@@ -7,12 +7,14 @@ and resumed from its last checkpoint reaches exactly the prompt an uninterrupted
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -21,6 +23,7 @@ from .errors import CheckpointError, ConfigError, unknown
 from .evaluation import EvalResult, evaluate
 from .io import read_json, read_torch, write_json, write_torch
 from .models import Backbone, Encoded
+from .progress import report
 from .prompt import INITS, init_prompt, load_prompt, save_prompt
 from .tasks import Task, get_task
 
@@ -126,12 +129,40 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
     return perm[pos * batch_size: (pos + 1) * batch_size].tolist()
 
 
-def _run_signature(cfg: TuneConfig, backbone: Backbone, task: Task, n_train: int, n_dev: int) -> dict[str, Any]:
+def _tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def data_digest(data: pd.DataFrame | Encoded) -> str:
+    """Hash of a training or development set's content (raw rows, or token ids and labels)."""
+    from .store import data_fingerprint
+
+    if isinstance(data, pd.DataFrame):
+        return data_fingerprint(data)
+    h = hashlib.sha256(json.dumps([data.input_ids, data.token_type_ids]).encode())
+    h.update(np.asarray(data.labels).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_signature(cfg: TuneConfig, backbone: Backbone, task: Task, train: pd.DataFrame | Encoded,
+                  dev: pd.DataFrame | Encoded, *, source_prompt: torch.Tensor | None = None,
+                  teacher_prompt: torch.Tensor | None = None, distill_beta: float = 0.0) -> dict[str, Any]:
+    """Everything that determines a tuning run's result: its checkpoint fingerprint and cache key.
+
+    Settings that cannot change the prompt (device, evaluation batch size) are left out; the data
+    enter by content hash, so the same configuration on other data is another run.
+    """
     sig = asdict(cfg)
     sig.pop("device")
     sig.pop("eval_batch_size")
-    return {"config": sig, "backbone": backbone.name, "head": backbone.head, "task": task.name,
-            "n_train": n_train, "n_dev": n_dev}
+    out: dict[str, Any] = {"config": sig, "backbone": backbone.name, "head": backbone.head, "task": task.name,
+                           "n_train": len(train), "n_dev": len(dev),
+                           "data": {"train": data_digest(train), "dev": data_digest(dev)}}
+    if source_prompt is not None:
+        out["source_prompt"] = _tensor_digest(source_prompt)
+    if teacher_prompt is not None:
+        out["distill"] = {"beta": distill_beta, "teacher_sha256": _tensor_digest(teacher_prompt)}
+    return out
 
 
 def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Encoded, dev: pd.DataFrame | Encoded,
@@ -154,17 +185,21 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
     task = get_task(task)
     device = cfg.resolved_device()
     backbone.to(device)
-    signature = _run_signature(cfg, backbone, task, len(train), len(dev))
+    if source_prompt is not None and cfg.init != "source":
+        raise ConfigError(f"source_prompt is only used with init='source' (got init={cfg.init!r}); "
+                          "set TuneConfig(init='source') or leave source_prompt out")
+    if isinstance(source_prompt, (str, Path)):
+        source_prompt = load_prompt(source_prompt)
     teacher = None
     if teacher_prompt is not None:
         if distill_beta < 0:
             raise ConfigError(f"distill_beta must be non-negative, got {distill_beta}")
         teacher = teacher_prompt.detach().float().to(device)
         backbone.check_prompt(teacher, cfg.max_length)
-        digest = hashlib.sha256(teacher.cpu().numpy().tobytes()).hexdigest()[:16]
-        signature["distill"] = {"beta": distill_beta, "teacher_sha256": digest}
     elif distill_beta:
         raise ConfigError("distill_beta needs a teacher_prompt")
+    signature = run_signature(cfg, backbone, task, train, dev, source_prompt=source_prompt,
+                              teacher_prompt=teacher_prompt, distill_beta=distill_beta)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         done = _finished_result(out, signature) if resume else None
@@ -238,6 +273,8 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
                                          "lr": scheduler.get_last_lr()[0]})
                 state.update(loss_sum=0.0, loss_n=0, seconds=time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{state['history'][-1]['train_loss']:.3f}", dev=f"{res.accuracy:.3f}")
+                report(f"tune {task.name} seed {cfg.seed}: step {state['step']}/{cfg.max_steps}, "
+                       f"loss {state['history'][-1]['train_loss']:.3f}, dev accuracy {res.accuracy:.3f}")
                 if out is not None:
                     _save_state(out, state, prompt, optimizer, scheduler, improved)
                 if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
@@ -264,12 +301,20 @@ def _save_state(out: Path, state: dict, prompt: torch.Tensor, optimizer, schedul
                                       "steps": state["step"], "history": state["history"], "finished": False})
 
 
+def _differences(saved: Any, wanted: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ between two nested dicts, with both values."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        return [d for k in sorted(set(saved) | set(wanted))
+                for d in _differences(saved.get(k), wanted.get(k), f"{prefix}{k}.")]
+    return [] if saved == wanted else [f"{prefix.rstrip('.')}: {saved!r} here, {wanted!r} asked"]
+
+
 def _check_signature(out: Path, signature: dict) -> None:
     saved = read_json(out / "config.json")
     if saved != signature:
-        diffs = [f"{k}: {saved.get(k)!r} != {signature.get(k)!r}" for k in signature if saved.get(k) != signature.get(k)]
-        raise CheckpointError(f"checkpoint in {out} was made with another configuration ({'; '.join(diffs)}); "
-                              f"use a new out_dir or delete that one")
+        raise CheckpointError(f"checkpoint in {out} was made with another configuration "
+                              f"({'; '.join(_differences(saved, signature))}); that run is kept as it is: "
+                              f"pass another out_dir for this one")
 
 
 def _load_state(out: Path, signature: dict, prompt, optimizer, scheduler) -> dict:

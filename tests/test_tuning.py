@@ -9,13 +9,15 @@ from lib.errors import CheckpointError, ConfigError
 from lib.evaluation import evaluate, macro_f1
 from lib.models import load_backbone
 from lib.prompt import load_prompt, save_prompt
+from lib.tiny import build_tiny_backbone
 from lib.tuning import TuneConfig, batch_indices, tune_prompt
 
-LEARN = {  # per family: a set-up that learns the synthetic task on a tiny random network
+LEARN = {  # per family: learning rate of a set-up that learns the synthetic task on a tiny random network
     "bert": dict(lr=0.3),
     "roberta": dict(lr=0.1),
     "t5": dict(lr=0.1),
 }
+MODEL_SEEDS = (0, 1, 2)  # several random networks: the test must not hinge on one lucky draw
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +33,40 @@ def small_cfg(**kw):
 
 
 @pytest.mark.parametrize("fam", sorted(LEARN))
-def test_prompt_tuning_learns_a_separable_task(tiny_paths, splits, fam):
+def test_prompt_tuning_learns_a_separable_task(tmp_path, splits, fam):
+    """Every one of three random tiny networks learns, with a margin, not just the one in conftest.
+
+    Before the init scale was chosen for a reason (see lib.tiny.INIT_SCALE), tiny RoBERTa learned
+    or not depending on the draw; a threshold on one network then flipped with library numerics.
+    """
     task, sp = splits
-    b = load_backbone(str(tiny_paths[fam]))
-    before = evaluate(b, torch.zeros(8, b.embed_dim), task, sp["test"], max_length=32).accuracy
-    res = tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(**LEARN[fam]), progress=False)
-    assert res.best_dev_accuracy >= 0.95, res.history
-    test = evaluate(b, res.prompt, task, sp["test"], max_length=32)
-    assert test.accuracy >= 0.9 and test.accuracy > before + 0.2
+    best, gains = [], []
+    for seed in MODEL_SEEDS:
+        b = load_backbone(str(build_tiny_backbone(fam, tmp_path / f"{fam}{seed}", seed=seed)))
+        before = evaluate(b, torch.zeros(8, b.embed_dim), task, sp["test"], max_length=32).accuracy
+        res = tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(**LEARN[fam]), progress=False)
+        test = evaluate(b, res.prompt, task, sp["test"], max_length=32)
+        best.append(res.best_dev_accuracy)
+        gains.append(test.accuracy - before)
+    assert min(best) >= 0.85 and sum(best) / len(best) >= 0.9, best
+    assert min(gains) > 0.25, gains
+
+
+@pytest.mark.parametrize("fam", ["bert", "roberta"])
+def test_tiny_encoder_attention_is_not_saturated(tmp_path, fam):
+    """The reason the tiny encoders learn: attention spread enough that a prompt can steer it."""
+    b = load_backbone(str(build_tiny_backbone(fam, tmp_path / fam)))
+    b.model.set_attn_implementation("eager")
+    enc = b.tokenizer(["w1 w2 good w3 the movie", "bad w4 w5 w6 it was"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        attentions = b.model(**enc, output_attentions=True).attentions
+    largest = [float(a.max(-1).values.mean()) for a in attentions]
+    assert max(largest) < 0.6, largest
+    saturated = load_backbone(str(build_tiny_backbone(fam, tmp_path / f"{fam}-05", init_scale=0.5)))
+    saturated.model.set_attn_implementation("eager")
+    with torch.no_grad():
+        first = saturated.model(**enc, output_attentions=True).attentions[0]
+    assert float(first.max(-1).values.mean()) > 0.8, "the old init scale saturates attention"
 
 
 def test_runs_are_bitwise_reproducible(tiny_paths, splits):
@@ -94,7 +122,8 @@ def test_checkpoint_errors(tiny_paths, splits, tmp_path):
     cfg = small_cfg(max_steps=20, eval_every=10)
     with pytest.raises(Kill):
         tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False, on_step=_kill_at(15))
-    with pytest.raises(CheckpointError, match=r"another configuration \(config: .*use a new out_dir"):
+    with pytest.raises(CheckpointError, match=r"another configuration \(config\.lr: 0\.001 here, 0\.5 asked\); "
+                                              r"that run is kept as it is: pass another out_dir"):
         tune_prompt(b, task, sp["train"], sp["dev"], small_cfg(max_steps=20, eval_every=10, lr=0.5), tmp_path,
                     progress=False)
     (tmp_path / "state.pt").write_bytes(b"not a checkpoint")

@@ -1,0 +1,136 @@
+"""The results cache: where each expensive result lives and the key that says what produced it.
+
+Every cached thing is keyed by everything that determines its content:
+
+- a prompt-tuning run (`run_dir`) by its signature: tuning configuration, backbone, task and a hash
+  of the training and development data (see `lib.tuning.run_signature`). Changing any of them tunes
+  a new prompt in a folder of its own beside the old one; the old one stays valid and reusable;
+- a table or a tensor file (`table`, `tensors`) by its configuration *and* `code_version()`, a hash
+  of the library sources that compute it, so an edit in `lib` can never leave a stale table feeding
+  a re-executed chapter.
+
+Reads may fall back to read-only folders (`reuse`): a re-run into a scratch folder reuses the
+committed results whose keys match, and writes only into its own folder. All writes go through
+`lib.io`'s atomic writer (unique temporary name + rename), so two processes writing the same
+folder never leave a torn file.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+
+from .io import read_json, read_tensors, write_json, write_tensors, write_text
+
+KEY_CHARS = 16
+# Modules that orchestrate or display but do not compute cached results: editing them keeps caches.
+NOT_COMPUTING = frozenset({"__init__.py", "runner.py", "notebook.py", "progress.py", "paths.py", "tiny.py"})
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (dict keys sorted; other objects by `str`)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:KEY_CHARS]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the `lib` sources that compute results (file names and bytes, sorted by name)."""
+    h = hashlib.sha256()
+    for src in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        if src.name in NOT_COMPUTING:
+            continue
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    return h.hexdigest()[:KEY_CHARS]
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """Hash of a data split's content (every column, row order included)."""
+    values = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=True).to_numpy()
+    return hashlib.sha256(values.tobytes() + ",".join(map(str, frame.columns)).encode()).hexdigest()[:KEY_CHARS]
+
+
+def run_finished(path: Path) -> bool:
+    metrics = path / "metrics.json"
+    try:
+        return metrics.is_file() and bool(read_json(metrics).get("finished"))
+    except Exception:  # noqa: BLE001 - a corrupt metrics file means 'not finished here'
+        return False
+
+
+class ResultsStore:
+    """One results folder (written) plus read-only folders to reuse (never written)."""
+
+    def __init__(self, root: str | Path, reuse: Sequence[str | Path] = ()) -> None:
+        self.root = Path(root)
+        self.reuse = tuple(Path(r) for r in reuse if Path(r).resolve() != self.root.resolve())
+
+    def _candidates(self, rel: Path) -> list[Path]:
+        return [self.root / rel] + [r / rel for r in self.reuse]
+
+    # --- prompt-tuning runs ---------------------------------------------------------------------
+    def run_dir(self, rel: str | Path, signature: dict[str, Any]) -> Path:
+        """The checkpoint folder of one tuning run: `<root>/<rel>/<key of signature>`.
+
+        A finished run in a reuse folder is returned as it is (tune_prompt only reads a finished run);
+        an unfinished one there is copied here first, so that resuming writes only into `root`.
+        """
+        key_rel = Path(rel) / fingerprint(signature)
+        own = self.root / key_rel
+        if own.is_dir():
+            return own
+        for other in self.reuse:
+            found = other / key_rel
+            if run_finished(found):
+                return found
+            if (found / "state.pt").is_file():
+                shutil.copytree(found, own)
+                return own
+        return own
+
+    # --- tables ---------------------------------------------------------------------------------
+    def table(self, name: str, config: Any, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """`tables/<name>.csv`, recomputed unless its key (config + code version) matches."""
+        stamp = fingerprint({"config": config, "code": code_version()})
+        for csv in self._candidates(Path("tables") / f"{name}.csv"):
+            meta = csv.with_suffix(".json")
+            if csv.is_file() and meta.is_file() and read_json(meta).get("key") == stamp:
+                return pd.read_csv(csv)
+        t0 = time.perf_counter()
+        table = compute()
+        csv = self.root / "tables" / f"{name}.csv"
+        write_text(csv, table.to_csv(index=False))
+        write_json(csv.with_suffix(".json"), {"key": stamp, "code": code_version(),
+                                              "seconds": round(time.perf_counter() - t0, 1), "config": config})
+        return table
+
+    # --- tensor files (neuron scores) -------------------------------------------------------------
+    def tensors(self, rel: str | Path, config: Any,
+                compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """A safetensors file, recomputed unless its stored key (config + code version) matches."""
+        stamp = fingerprint({"config": config, "code": code_version()})
+        for path in self._candidates(Path(rel)):
+            if path.is_file():
+                meta = _metadata(path)
+                if meta.get("key") == stamp:
+                    return read_tensors(path)
+        tensors = compute()
+        write_tensors(self.root / rel, tensors, metadata={"key": stamp, "code": code_version()})
+        return tensors
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception:  # noqa: BLE001 - unreadable means 'no match': it is recomputed and replaced
+        return {}

@@ -1,0 +1,143 @@
+"""The results cache: runs keyed by configuration and data, tables by configuration and code,
+read-only reuse of another results folder, and atomic writes that survive concurrent writers."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from lib import chapters, store
+from lib.experiments import Experiment
+from lib.io import write_json
+from lib.store import ResultsStore, code_version, data_fingerprint, fingerprint
+
+
+def small_smoke(**tune):
+    return Experiment("smoke").profile.replace(tasks=["synthetic"], seeds=[0],
+                                               tune={"max_steps": 20, "eval_every": 10, **tune})
+
+
+def test_fingerprint_is_order_free_and_value_sensitive():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    a = pd.DataFrame({"text": ["x", "y"], "label": [0, 1]})
+    assert data_fingerprint(a) == data_fingerprint(a.copy())
+    assert data_fingerprint(a) != data_fingerprint(a.iloc[::-1])
+    assert data_fingerprint(a) != data_fingerprint(a.assign(label=[1, 1]))
+
+
+def test_changed_tuning_setting_tunes_a_new_prompt_beside_the_old(tmp_path):
+    exp = Experiment(small_smoke(), tmp_path, progress=False)
+    first = exp.tune("synthetic", 0)
+    old_dir = exp.prompt_dir("synthetic", 0)
+    changed = Experiment(small_smoke(max_steps=30), tmp_path, progress=False)
+    second = changed.tune("synthetic", 0)  # once: CheckpointError 'made with another configuration'
+    new_dir = changed.prompt_dir("synthetic", 0)
+    assert new_dir != old_dir and new_dir.parent == old_dir.parent
+    assert second.steps == 30 and first.steps == 20
+    assert torch.equal(Experiment(small_smoke(), tmp_path, progress=False).prompt("synthetic", 0), first.prompt)
+
+
+def test_changed_data_is_another_run(tmp_path):
+    exp = Experiment(small_smoke(), tmp_path, progress=False)
+    other = Experiment(small_smoke().replace(data={"seed": 7}), tmp_path, progress=False)
+    assert exp.prompt_dir("synthetic", 0) != other.prompt_dir("synthetic", 0)
+    assert exp.run_signature("synthetic", 0)["data"] != other.run_signature("synthetic", 0)["data"]
+
+
+def test_table_is_recomputed_when_code_or_config_changes(tmp_path, monkeypatch):
+    s = ResultsStore(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"x": [len(calls)]})
+
+    assert s.table("t", {"a": 1}, compute).x[0] == 1
+    assert s.table("t", {"a": 1}, compute).x[0] == 1 and len(calls) == 1, "same key: read from disk"
+    assert s.table("t", {"a": 2}, compute).x[0] == 2, "another configuration"
+    monkeypatch.setattr(store, "code_version", lambda: "edited-lib")
+    assert s.table("t", {"a": 2}, compute).x[0] == 3, "same configuration, other code"
+    meta = json.loads((tmp_path / "tables" / "t.json").read_text())
+    assert meta["code"] == "edited-lib" and meta["config"] == {"a": 2}
+
+
+def test_code_version_covers_computing_modules_only():
+    lib = Path(store.__file__).parent
+    names = {p.name for p in lib.glob("*.py")}
+    assert {"skill_neurons.py", "analyses.py", "models.py", "tuning.py", "chapters.py"} <= names - store.NOT_COMPUTING
+    assert "runner.py" in store.NOT_COMPUTING
+    assert len(code_version()) == store.KEY_CHARS
+
+
+def test_reuse_reads_matching_results_and_writes_only_into_its_own_folder(tmp_path):
+    committed, scratch = tmp_path / "committed", tmp_path / "scratch"
+    base = Experiment(small_smoke(), committed, progress=False)
+    table = chapters.tuning_table(base)
+    before = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
+    mtimes = {p: p.stat().st_mtime_ns for p in committed.rglob("*") if p.is_file()}
+
+    reuse = Experiment(small_smoke(), scratch, progress=False, reuse=[committed])
+    pd.testing.assert_frame_equal(chapters.tuning_table(reuse), table)
+    assert reuse.prompt_dir("synthetic", 0).is_relative_to(committed), "the finished run is read where it is"
+    assert not (scratch / "smoke" / "main" / "prompts").exists() and not (scratch / "smoke" / "main" / "tables").exists()
+
+    changed = Experiment(small_smoke(max_steps=30), scratch, progress=False, reuse=[committed])
+    chapters.tuning_table(changed)
+    assert changed.prompt_dir("synthetic", 0).is_relative_to(scratch)
+    assert sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file()) == before
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items()), "nothing in the reused folder changed"
+
+
+def test_unfinished_run_in_reuse_folder_is_copied_before_resuming(tmp_path):
+    committed, scratch = tmp_path / "committed", tmp_path / "scratch"
+    exp = Experiment(small_smoke(), committed, progress=False)
+    sig = exp.run_signature("synthetic", 0)
+    unfinished = ResultsStore(committed / "smoke" / "main").run_dir("prompts/synthetic/seed0", sig)
+    unfinished.mkdir(parents=True)
+    (unfinished / "state.pt").write_bytes(b"x")
+    write_json(unfinished / "metrics.json", {"finished": False})
+    got = ResultsStore(scratch, [committed / "smoke" / "main"]).run_dir("prompts/synthetic/seed0", sig)
+    assert got.is_relative_to(scratch) and (got / "state.pt").read_bytes() == b"x"
+
+
+def _hammer(path: str, worker: int) -> None:
+    from lib.io import write_json as w
+    for i in range(40):
+        w(Path(path), {"worker": worker, "i": i, "payload": "x" * 20_000})
+
+
+def test_concurrent_writers_never_leave_a_torn_file(tmp_path):
+    target = tmp_path / "shared.json"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(str(target), w)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    data = json.loads(target.read_text())
+    assert data["i"] == 39 and len(data["payload"]) == 20_000
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary left behind"
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    write_json(tmp_path / "a.json", {})
+    mode = (tmp_path / "a.json").stat().st_mode & 0o777
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("module", ["lib.experiments", "lib.chapters", "lib.transfer_study", "lib.notebook"])
+def test_test_bed_is_not_imported_by_production_code(module):
+    import subprocess
+    import sys
+    code = f"import sys, {module}; print('lib.tiny' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(store.__file__).parents[1])
+    assert out.stdout.strip() == "False", out.stderr
