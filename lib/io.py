@@ -3,12 +3,21 @@
 Every file the project writes goes through `_atomic`: a temporary file with a unique name in the
 target folder, then `os.replace`. Two processes writing the same path each write their own
 temporary and the last rename wins whole; a reader never sees a torn file.
+
+A writer killed mid-write (SIGKILL, a crash, power loss) cannot remove its temporary
+`.<name>.XXXXXXXX.tmp`; the next write of the same target removes such leftovers. A writer holds
+an exclusive `flock` on its temporary while it writes, so a leftover is told from another
+process's write in progress by whether its lock can be taken (where `fcntl` is missing: by age).
+The pattern is git-ignored (`.*.tmp`).
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +26,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: stale temporaries are told by age only
+    fcntl = None  # type: ignore[assignment]
+
+# A temporary younger than this is never removed: it may have been created a moment ago by a writer
+# that has not taken its lock yet. Without fcntl, a temporary is stale only after STALE_AGE_NO_LOCK.
+STALE_GRACE_SECONDS = 2.0
+STALE_AGE_NO_LOCK = 3600.0
 
 
 def _file_mode() -> int:
@@ -29,12 +48,61 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
+def _temporary_pattern(name: str) -> re.Pattern[str]:
+    """Names `tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp")` gives: 8 characters of [a-z0-9_]."""
+    return re.compile(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp\Z")
+
+
+def _is_stale(tmp: str) -> bool:
+    """True when no live writer holds the temporary (its lock can be taken), and it is not brand new."""
+    try:
+        age = time.time() - os.stat(tmp).st_mtime
+    except FileNotFoundError:
+        return False
+    if age < STALE_GRACE_SECONDS:
+        return False
+    if fcntl is None:
+        return age > STALE_AGE_NO_LOCK
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: a write in progress in another process
+        return False
+    finally:
+        os.close(fd)  # releases the lock if it was taken
+    return True
+
+
+def clean_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the leftover temporaries of interrupted writes of `path` (same folder, same name); return them."""
+    path = Path(path)
+    pattern = _temporary_pattern(path.name)
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.match(entry.name) and entry.is_file(follow_symlinks=False) and _is_stale(entry.path):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # 'in use' for clean_stale_temporaries in other processes
         write(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
@@ -42,6 +110,8 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -94,6 +164,16 @@ def read_torch(path: Path) -> Any:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:
+            raise CheckpointError(f"checkpoint {path} holds a Python object ({found.group(1)}) that is not loaded: "
+                                  f"checkpoints are read with torch.load(weights_only=True) and hold tensors and "
+                                  f"plain data only; this file was not written by lib.io") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+        first = detail.group(1).strip() if detail else (text.splitlines()[0] if text else "")
+        raise CheckpointError(f"corrupt checkpoint {path}: UnpicklingError: {first}") from None
     except Exception as exc:  # noqa: BLE001 - pickle/zip errors of every kind mean 'corrupt'
         raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None

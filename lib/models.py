@@ -10,7 +10,9 @@ Full-vocabulary logits at every position are never formed.
 """
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,6 +278,37 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?")
+
+
+def _check_local_model(name: str, path: str) -> None:
+    """A clear error for a model path that cannot be a saved model, before transformers says
+    'Repo id must be in the form ...' about a file or a mistyped folder."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        hint = f"pass its folder {str(p.parent)!r}" if p.name == "config.json" else \
+            "pass the folder that holds config.json, the weights and the tokenizer"
+        raise ModelLoadError(f"cannot load model {name!r}: {p} is a file, not a model folder; {hint}")
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelLoadError(f"cannot load model {name!r}: folder {p} has no config.json, so it is not a saved "
+                                 f"model (save_pretrained writes one); contents: "
+                                 f"{', '.join(sorted(c.name for c in p.iterdir())[:8]) or 'none'}")
+        return
+    looks_local = (p.is_absolute() or path.startswith((".", "~")) or "\\" in path or path.count("/") > 1
+                   or not _HUB_ID.fullmatch(path)
+                   or ("/" in path and Path(path.split("/")[0]).is_dir()))  # 'models/tiny-bert' beside ./models
+    if not looks_local:
+        return  # a hub id: transformers says whether it exists
+    parent = p.parent
+    if parent.is_dir():
+        near = difflib.get_close_matches(p.name, [c.name for c in parent.iterdir() if c.is_dir()], n=1)
+        hint = f"; did you mean {str(parent / near[0])!r}?" if near else f" (folder {parent} exists)"
+    else:
+        hint = f"; its parent folder {parent} does not exist either"
+    raise ModelLoadError(f"cannot load model {name!r}: no model folder {p}{hint}")
+
+
 def _detect_head(config, head: str) -> str:
     mtype = config.model_type
     if mtype in T5_MODEL_TYPES:
@@ -304,6 +337,7 @@ def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.
     if head not in HEADS:
         raise unknown("head", head, HEADS)
     path = resolve_model_path(name_or_path)
+    _check_local_model(name_or_path, path)
     if local_files_only is None:
         local_files_only = Path(path).is_dir()
     try:

@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 from .data import DataConfig
 from .errors import ConfigError, unknown
+from .tasks import TASKS
 from .tuning import TuneConfig
+from .validation import check_fields, check_overrides
 
 
 @dataclass(frozen=True)
@@ -35,34 +37,56 @@ class Profile:
     description: str = ""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: a string where a list or a number belongs is one clear line
         if not self.tasks:
             raise ConfigError(f"profile {self.name!r} has no tasks")
         if not self.seeds:
             raise ConfigError(f"profile {self.name!r} has no seeds")
+        for name in ("tasks", "seeds", "control_seeds"):
+            values = getattr(self, name)
+            repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+            if repeated:
+                raise ConfigError(f"{name} must not repeat, got {list(values)} ({repeated} twice)")
+        if not self.synthetic:  # synthetic profiles build their tasks on the fly (lib.tiny)
+            for task in (*self.tasks, *self.adversarial.values()):
+                if task not in TASKS:
+                    raise unknown("task", task, TASKS)
+        for name in ("seeds", "control_seeds"):
+            negative = [s for s in getattr(self, name) if s < 0]
+            if negative:
+                raise ConfigError(f"{name} must be non-negative integers, got {list(getattr(self, name))}")
+        if not self.control_seeds:
+            raise ConfigError(f"profile {self.name!r} has no control_seeds (the random-init control needs one)")
         missing = set(self.adversarial) - set(self.tasks)
         if missing:
             raise ConfigError(f"profile {self.name!r}: adversarial sets for tasks it does not tune: {sorted(missing)}")
         if not 0 < self.top_fraction <= 1:
             raise ConfigError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
+        bad = [f for f in self.suppression_fractions if not 0 <= f < 1]
+        if bad:
+            raise ConfigError(f"suppression_fractions must lie in [0, 1), got {list(self.suppression_fractions)}")
+        for name in ("n_random_draws", "threshold_examples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.tune.init == "source":
+            raise ConfigError("tune.init='source' needs a source prompt, which a profile does not give "
+                              "(the transfer chapters set it per run); valid here: random, vocab")
         object.__setattr__(self, "adversarial", dict(self.adversarial))
 
     def replace(self, **overrides: Any) -> "Profile":
-        """A copy with some fields changed; `tune` and `data` accept dicts of their own fields."""
-        valid = {f.name for f in dataclasses.fields(self)}
-        bad = set(overrides) - valid
-        if bad:
-            raise ConfigError(f"unknown profile field(s) {sorted(bad)}; valid: {', '.join(sorted(valid))}")
+        """A copy with some fields changed; `tune` and `data` accept dicts of their own fields.
+
+        Every override is checked (names, types, finite numbers) before anything is built, so a
+        notebook parameter such as `{"tasks": "sst2"}` fails here, in one line, not inside a chapter.
+        """
+        overrides = check_overrides(Profile, overrides, "profile")
         for key in ("tune", "data"):
             if isinstance(overrides.get(key), dict):
-                current = getattr(self, key)
-                names = {f.name for f in dataclasses.fields(current)}
-                bad = set(overrides[key]) - names
-                if bad:
-                    raise ConfigError(f"unknown {key} field(s) {sorted(bad)}; valid: {', '.join(sorted(names))}")
-                overrides[key] = dataclasses.replace(current, **overrides[key])
-        for key in ("tasks", "seeds", "suppression_fractions", "control_seeds"):
-            if key in overrides:
-                overrides[key] = tuple(overrides[key])
+                try:
+                    overrides[key] = dataclasses.replace(getattr(self, key), **overrides[key])
+                except ConfigError as exc:
+                    message = str(exc)
+                    raise ConfigError(message if message.startswith(f"{key}.") else f"{key}: {message}") from None
         if "tasks" in overrides and "adversarial" not in overrides:  # keep the sets of the tasks still tuned
             overrides["adversarial"] = {k: v for k, v in self.adversarial.items() if k in overrides["tasks"]}
         return dataclasses.replace(self, **overrides)

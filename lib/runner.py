@@ -2,8 +2,13 @@
 
     python -m lib.runner --profile mini                      # every notebook, into book/experiments
     python -m lib.runner --profile mini --only transfer      # one notebook
-    python -m lib.runner --profile smoke --out /tmp/smoke -p 'overrides={"seeds": [0]}'
+    python -m lib.runner --profile mini -p 'overrides={"seeds": [0]}'    # into _build_runs/mini-<hash>/
+    python -m lib.runner --profile mini --only panda --study '{"beta": 0.5}'
+    python -m lib.runner --profile mini -p 'overrides={"seeds": [0]}' --publish   # into the book after all
 
+A run with overrides writes its notebooks and results into a scratch folder
+`_build_runs/<profile>-<hash of the overrides>/` (reading the committed results whose keys match), so
+trying a setting never overwrites the book; `--publish` writes into book/experiments and results/.
 A notebook whose template, parameters, profile and `lib` sources are unchanged since its last
 successful run is skipped (`--force` runs it anyway). The first failure stops the run; the
 partly executed notebook is kept as `<name>.failed.ipynb` for inspection.
@@ -11,24 +16,38 @@ partly executed notebook is kept as `<name>.failed.ipynb` for inspection.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
-
-from tqdm.auto import tqdm
+from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError
-from .io import read_json, write_json
+from .io import read_json, write_json, write_text
+from .notebook import parse_overrides
+from .paths import REPO, portable
 from .profiles import PROFILES, get_profile
+from .progress import ENV as PROGRESS_ENV
 
-REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "notebooks"
+BOOK_OUT = REPO / "book" / "experiments"
+RESULTS = REPO / "results"
+SCRATCH = REPO / "_build_runs"
 NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
              "task_specificity", "random_init_control", "explorer", "indicators", "init_transfer", "panda", "projector")
+# The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy).
+STUDY_NOTEBOOKS = ("indicators", "init_transfer", "panda", "projector")
+PARAMS = ("overrides", "study_overrides")
+# lib modules about how notebooks are run or the book is built, not what the notebooks compute.
+NOT_NOTEBOOK_INPUTS = frozenset({"runner.py", "progress.py", "paths.py", "book_config.py"})
+# Profile fields that only label a profile; listed nowhere as settings.
+LABELS = ("name", "description")
 
 
 class NotebookFailed(RuntimeError):
@@ -40,21 +59,11 @@ def _fingerprint(template: Path, parameters: dict[str, Any]) -> str:
     h.update(template.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     for src in sorted((REPO / "lib").glob("*.py")):
-        if src.name == "runner.py":  # how notebooks are run does not change what they compute
+        if src.name in NOT_NOTEBOOK_INPUTS:
             continue
         h.update(src.name.encode())
         h.update(src.read_bytes())
     return h.hexdigest()
-
-
-def _portable(path: str | Path) -> str:
-    """A results folder inside the repository is passed relative to it (notebooks run with cwd = repo),
-    so that fingerprints and executed notebooks do not depend on where the clone lives."""
-    resolved = Path(path).resolve()
-    try:
-        return str(resolved.relative_to(REPO))
-    except ValueError:
-        return str(resolved)
 
 
 def select(only: Sequence[str] | None) -> list[str]:
@@ -66,47 +75,127 @@ def select(only: Sequence[str] | None) -> list[str]:
     return [n for n in NOTEBOOKS if n in only]
 
 
-def run_profile(profile: str, out_dir: str | Path = REPO / "book" / "experiments", *,
-                results_dir: str | Path = REPO / "results", only: Sequence[str] | None = None,
-                overrides: dict[str, Any] | None = None, force: bool = False, progress: bool = True,
-                templates: str | Path = TEMPLATES) -> list[dict]:
-    """Execute the selected notebooks in order; return one record per notebook (ran / skipped, seconds)."""
+def destinations(profile: str, overrides: Mapping[str, Any] | None = None,
+                 study_overrides: Mapping[str, Any] | None = None, *, publish: bool = False) -> tuple[Path, Path]:
+    """(notebook folder, results folder) of a run: the book's own without overrides or with `publish`,
+    else a scratch folder named by the profile and a hash of the overrides (one per setting tried)."""
+    if publish or not (overrides or study_overrides):
+        return BOOK_OUT, RESULTS
+    key = json.dumps({"overrides": overrides or {}, "study_overrides": study_overrides or {}}, sort_keys=True)
+    root = SCRATCH / f"{profile}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    return root / "experiments", root / "results"
+
+
+def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir: str | Path | None = None,
+                only: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
+                study_overrides: Mapping[str, Any] | None = None, publish: bool = False, force: bool = False,
+                progress: bool = True, templates: str | Path = TEMPLATES) -> list[dict]:
+    """Execute the selected notebooks in order; return one record per notebook (ran / skipped, seconds).
+
+    `out_dir` / `results_dir` default to `destinations(...)`: the book's folders, or a scratch folder
+    when there are overrides and not `publish`.
+    """
     import papermill as pm
 
-    prof = get_profile(profile).replace(**(overrides or {}))  # validates the overrides before any work
-    out = Path(out_dir)
+    overrides = parse_overrides(overrides)
+    study_overrides = parse_overrides(study_overrides, "study_overrides")
+    prof = get_profile(profile).replace(**overrides)  # validates the overrides before any work
+    names = select(only)
+    if study_overrides:
+        if not set(names) & set(STUDY_NOTEBOOKS):
+            raise ConfigError(f"study_overrides apply to the notebooks {', '.join(STUDY_NOTEBOOKS)} only")
+        from .transfer_study import get_study
+
+        get_study(prof.name, study_overrides)  # validates the study overrides before any work
+    default_out, default_results = destinations(profile, overrides, study_overrides, publish=publish)
+    out = Path(out_dir) if out_dir is not None else default_out
+    results = Path(results_dir) if results_dir is not None else default_results
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    names = select(only)
-    bar = tqdm(names, desc=f"profile {prof.name}", unit="notebook", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
+    for i, name in enumerate(names, 1):
         template = Path(templates) / f"{name}.ipynb"
         if not template.is_file():
             raise ConfigError(f"notebook template not found: {template}")
-        params = {"profile": profile, "results_dir": _portable(results_dir), "overrides": overrides or {}}
+        params: dict[str, Any] = {"profile": profile, "results_dir": portable(results), "overrides": overrides}
+        if study_overrides and name in STUDY_NOTEBOOKS:
+            params["study_overrides"] = study_overrides
         stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()})
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
-        if not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp:
-            records.append({**read_json(info), "notebook": name, "status": "skipped"})
-            continue
         partial = out / f"{name}.failed.ipynb"
+        if not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp:
+            partial.unlink(missing_ok=True)  # a stale failure is superseded by the run that is current
+            records.append({**read_json(info), "notebook": name, "status": "skipped"})
+            _say(progress, f"[{i}/{len(names)}] {name}: unchanged, skipped")
+            continue
+        _say(progress, f"[{i}/{len(names)}] {name}: running")
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(template), str(partial), parameters=params, cwd=str(REPO), kernel_name="python3",
-                                progress_bar=False, log_output=False, report_mode=False)
-        except pm.PapermillExecutionError as exc:
-            raise NotebookFailed(f"notebook {name!r} failed at cell {exc.exec_count}: {exc.ename}: {exc.evalue}; "
-                                 f"partly executed copy kept at {partial}") from None
-        _hide_injected_parameters(partial)
+            with _ProgressEcho(name if progress else None):
+                pm.execute_notebook(str(template), str(partial), parameters=params, cwd=str(REPO),
+                                    kernel_name="python3", progress_bar=False, log_output=False, report_mode=False)
+        except BaseException as exc:  # the partial notebook stays for inspection, its paths scrubbed too
+            with contextlib.suppress(Exception):  # never hide the failure behind an unreadable partial file
+                _finish_notebook(partial, template, target)
+            if isinstance(exc, pm.PapermillExecutionError):
+                raise NotebookFailed(f"notebook {name!r} failed at cell {exc.exec_count}: {exc.ename}: "
+                                     f"{exc.evalue}; partly executed copy kept at {partial}") from None
+            raise
+        _finish_notebook(partial, template, target)
         os.replace(partial, target)
         seconds = round(time.perf_counter() - t0, 1)
-        record = {"notebook": name, "status": "ran", "seconds": seconds, "fingerprint": stamp,
-                  "profile": prof.name, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        record = {"notebook": name, "status": "ran", "seconds": seconds, "fingerprint": stamp, "profile": prof.name,
+                  "overrides": overrides, "study_overrides": params.get("study_overrides", {}),
+                  "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json(info, record)
         records.append(record)
-    write_summary(out, prof.name, Path(results_dir) / prof.name)
+        _say(progress, f"[{i}/{len(names)}] {name}: done in {seconds:.1f} s")
+    write_summary(out, prof.name, results / prof.name)
     return records
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+class _ProgressEcho:
+    """While a notebook runs, point $COMPENDIUM_PROGRESS_LOG (inherited by papermill's kernel) at a
+    temporary file and echo its new lines to stderr: papermill keeps the kernel's own output in the
+    notebook, so without this a long tuning run shows nothing on the console. `None`: silent."""
+
+    def __init__(self, prefix: str | None) -> None:
+        self.prefix = prefix
+        self.stop = threading.Event()
+
+    def __enter__(self) -> "_ProgressEcho":
+        fd, self.path = tempfile.mkstemp(prefix="compendium-progress-", suffix=".log")
+        os.close(fd)
+        self.previous = os.environ.get(PROGRESS_ENV)
+        os.environ[PROGRESS_ENV] = self.path
+        self.thread = threading.Thread(target=self._echo, daemon=True)
+        self.thread.start()
+        return self
+
+    def _echo(self) -> None:
+        pending = b""
+        with open(self.path, "rb") as fh:
+            while True:
+                stopping = self.stop.wait(0.5)
+                *lines, pending = (pending + fh.read()).split(b"\n")  # a half-written line waits
+                if self.prefix is not None:
+                    for line in lines:
+                        print(f"  {self.prefix}: {line.decode('utf-8', 'replace')}", file=sys.stderr, flush=True)
+                if stopping:
+                    return
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        if self.previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = self.previous
+        os.unlink(self.path)
 
 
 def machine() -> str:
@@ -120,83 +209,196 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__}")
 
 
+def _settings(record: Mapping[str, Any]) -> str:
+    """The overrides of a run as JSON in a table cell ('none' without any)."""
+    parts = [f"`{json.dumps(record[k], sort_keys=True)}`" + (" (study)" if k == "study_overrides" else "")
+             for k in PARAMS if record.get(k)]
+    return " ".join(parts) if parts else "none"
+
+
 def write_summary(out: Path, profile: str, results: Path | None = None) -> None:
-    """A Markdown table of every executed notebook's profile, date and wall time, for the book.
+    """A Markdown table of every executed notebook's profile, overrides, date, machine and wall time.
 
     A notebook re-executed over cached results runs in seconds, so the compute time of each cached
     result (recorded when it was first computed) and of the prompt-tuning runs is reported too.
     """
-    rows = []
+    rows, total = [], 0.0
     for name in NOTEBOOKS:
         info = out / ".runinfo" / f"{name}.json"
         if info.is_file():
             r = read_json(info)
-            rows.append(f"| {name} | {r['profile']} | {r['finished']} | {r['seconds']:.0f} | {r.get('note', '')} |")
-    total = sum(read_json(p)["seconds"] for p in (out / ".runinfo").glob("*.json"))
-    text = ("| notebook | profile | finished | wall time (s) | note |\n|---|---|---|---|---|\n" + "\n".join(rows)
+            total += r["seconds"]
+            rows.append(f"| {name} | {r['profile']} | {_settings(r)} | {r['finished']} | {r['seconds']:.0f} | "
+                        f"{r.get('machine', 'not recorded')} | {r.get('note', '')} |")
+    text = ("| notebook | profile | overrides | finished | wall time (s) | machine | note |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows)
             + f"\n\nTotal wall time {total / 60:.1f} min (each notebook's own last run; a notebook that found its "
-            + f"results cached took seconds). Machine of the latest run ({profile}): {machine()}.\n")
+            + "results cached took seconds).\n")
     if results is not None:
         tables = sorted(results.glob("*/tables/*.json"))
         if tables:
             text += ("\n| cached result | computed in (s) |\n|---|---|\n"
                      + "\n".join(f"| {p.parent.parent.name}/{p.stem} | {read_json(p).get('seconds', float('nan')):.0f} |"
                                  for p in tables) + "\n")
-        for label, pattern in (("Prompt tuning", "*/prompts/*/*/metrics.json"),
+        for label, pattern in (("Prompt tuning", "prompts/**/metrics.json"),
                                ("The transfer-method runs (initialisation, PANDA, baselines)",
-                                "*/transfer_methods/*/*/*/metrics.json")):
-            done = [m for m in (read_json(p) for p in sorted(results.glob(pattern))) if m.get("finished")]
+                                "transfer_methods/**/metrics.json")):
+            done = [m for part in sorted(results.glob("*/")) for m in (read_json(p) for p in sorted(part.glob(pattern)))
+                    if m.get("finished")]
             if done:
                 text += (f"\n{label} took {sum(m['seconds'] for m in done) / 60:.1f} min for {len(done)} prompts "
                          f"({sum(m['steps'] for m in done)} optimiser steps in all).\n")
-    (out / "run_summary.md").write_text(text, encoding="utf-8")
+    write_text(out / "run_summary.md", text)
 
 
-def _hide_injected_parameters(path: Path) -> None:
-    """Fold papermill's injected-parameters cell in the book, like the template's own parameters cell."""
+def _scrubbed(path: Path) -> str:
+    """A path for notebook metadata: repository-relative, or only the file name outside the repository
+    (an executed notebook must not carry the absolute paths of the machine that ran it)."""
+    rel = portable(path)
+    return Path(path).name if Path(rel).is_absolute() else rel
+
+
+def _finish_notebook(path: Path, template: Path, target: Path) -> None:
+    """Hide papermill's injected-parameters cell from the book entirely (it holds one machine's values;
+    the template's parameters cell stays folded for readers) and make its recorded paths portable."""
     import nbformat
 
+    if not path.is_file():
+        return
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "hide-cell" not in tags:
-            tags.append("hide-cell")
-    nbformat.write(nb, path)
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            cell.metadata["tags"] = [t for t in tags if t != "hide-cell"] + ["remove-cell"] * ("remove-cell" not in tags)
+    meta = nb.metadata.get("papermill", {})
+    if "input_path" in meta:
+        meta["input_path"] = _scrubbed(template)
+    if "output_path" in meta:
+        meta["output_path"] = _scrubbed(target)
+    text = nbformat.writes(nb)
+    write_text(path, text if text.endswith("\n") else text + "\n")
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def overridable_fields() -> list[tuple[str, str, str, dict[str, str]]]:
+    """(parameter, field as written in the JSON, type, value per profile) of every setting a run can override."""
+    from .transfer_study import STUDIES, get_study
+
+    rows: list[tuple[str, str, str, dict[str, str]]] = []
+    first = next(iter(PROFILES.values()))
+    for f in dataclasses.fields(first):
+        if f.name in LABELS:
+            continue
+        if f.name in ("tune", "data"):
+            for sub in dataclasses.fields(getattr(first, f.name)):
+                rows.append(("overrides", f"{f.name}.{sub.name}", _type(sub),
+                             {p: json.dumps(_jsonable(getattr(getattr(prof, f.name), sub.name)))
+                              for p, prof in PROFILES.items()}))
+        else:
+            rows.append(("overrides", f.name, _type(f),
+                         {p: json.dumps(_jsonable(getattr(prof, f.name))) for p, prof in PROFILES.items()}))
+    studies = {p: get_study(p) for p in PROFILES if p in STUDIES or p.startswith("paper")}
+    for f in dataclasses.fields(next(iter(STUDIES.values()))):
+        rows.append(("study_overrides", f.name, _type(f),
+                     {p: json.dumps(_jsonable(getattr(s, f.name))) for p, s in studies.items()}))
+    return rows
+
+
+def _type(field: dataclasses.Field) -> str:
+    return str(field.type).replace(" | ", " or ")  # a bare "|" would split a Markdown table cell
+
+
+def _values(per_profile: dict[str, str], code: str = "") -> str:
+    if len(set(per_profile.values())) == 1:
+        return f"{code}{next(iter(per_profile.values()))}{code}"
+    return ", ".join(f"{p} {code}{v}{code}" for p, v in per_profile.items())
+
+
+def overridable_fields_text() -> str:
+    """The settings for `--help`: one line per field with its value in each profile."""
+    lines = ["overridable settings (value per profile; a tune./data. field is nested: "
+             "overrides='{\"tune\": {\"lr\": 0.01}}'):"]
+    for param in PARAMS:
+        lines.append(f"  {param}:")
+        lines += [f"    {field} ({typ}): {_values(vals)}" for p, field, typ, vals in overridable_fields() if p == param]
+    return "\n".join(lines)
+
+
+def overridable_fields_markdown() -> str:
+    """The same list as a Markdown table for book/reproducibility.md (tests check the page holds it)."""
+    rows = ["| parameter | field | type | value per profile |", "|---|---|---|---|"]
+    rows += [f"| `{p}` | `{field}` | `{typ}` | {_values(vals, '`')} |" for p, field, typ, vals in overridable_fields()]
+    return "\n".join(rows) + "\n"
+
+
+FIELDS_PAGE = REPO / "book" / "reproducibility.md"
+FIELDS_START, FIELDS_END = "<!-- overridable-fields: start (lib.runner.write_fields_page) -->", \
+    "<!-- overridable-fields: end -->"
+
+
+def write_fields_page(page: Path = FIELDS_PAGE) -> None:
+    """Regenerate the field table between the markers of the reproducibility page."""
+    text = page.read_text(encoding="utf-8")
+    head, sep1, rest = text.partition(FIELDS_START)
+    _, sep2, tail = rest.partition(FIELDS_END)
+    if not (sep1 and sep2):
+        raise ConfigError(f"{page} lacks the markers {FIELDS_START!r} ... {FIELDS_END!r}")
+    write_text(page, f"{head}{FIELDS_START}\n{overridable_fields_markdown()}{FIELDS_END}{tail}")
+
+
+def _parse_param(text: str) -> tuple[str, dict[str, Any]]:
     key, sep, value = text.partition("=")
-    if not sep or key != "overrides":
-        raise ConfigError(f"parameters are given as overrides='{{...json...}}', got {text!r}")
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"overrides must be JSON: {exc.msg}") from None
-    if not isinstance(parsed, dict):
-        raise ConfigError("overrides must be a JSON object, e.g. overrides='{\"seeds\": [0]}'")
-    return key, parsed
+    if not sep or key not in PARAMS:
+        raise ConfigError(f"parameters are given as overrides='{{...json...}}' or study_overrides='{{...json...}}', "
+                          f"got {text!r}")
+    return key, parse_overrides(value, key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lib.runner", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m lib.runner", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=overridable_fields_text())
     ap.add_argument("--profile", required=True, choices=sorted(PROFILES))
-    ap.add_argument("--out", default=str(REPO / "book" / "experiments"), help="folder for the executed notebooks")
-    ap.add_argument("--results", default=str(REPO / "results"), help="folder for prompts, tables and scores")
+    ap.add_argument("--out", help="folder for the executed notebooks (default: book/experiments; with overrides "
+                                  "_build_runs/<profile>-<hash>/experiments)")
+    ap.add_argument("--results", help="folder for prompts, tables and scores (default: results; with overrides "
+                                      "_build_runs/<profile>-<hash>/results)")
     ap.add_argument("--only", nargs="*", help=f"notebooks to run (default all): {' '.join(NOTEBOOKS)}")
-    ap.add_argument("-p", "--param", action="append", default=[], help="overrides='{\"seeds\": [0]}'")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=JSON",
+                    help="overrides='{\"seeds\": [0]}' or study_overrides='{\"beta\": 0.5}'")
+    ap.add_argument("--study", metavar="JSON", help="the transfer-method chapters' study_overrides (same as "
+                                                    "-p study_overrides=JSON)")
+    ap.add_argument("--publish", action="store_true", help="with overrides, write into book/experiments and results/ "
+                                                           "anyway (make run ... PUBLISH=1)")
     ap.add_argument("--force", action="store_true", help="run even if nothing changed")
     args = ap.parse_args(argv)
     try:
-        overrides: dict[str, Any] = {}
+        given: dict[str, dict[str, Any]] = {k: {} for k in PARAMS}
         for text in args.param:
-            overrides.update(_parse_param(text)[1])
-        records = run_profile(args.profile, args.out, results_dir=args.results, only=args.only, overrides=overrides,
-                              force=args.force)
+            key, value = _parse_param(text)
+            given[key].update(value)
+        if args.study is not None:
+            given["study_overrides"].update(parse_overrides(args.study, "study_overrides"))
+        out, results = destinations(args.profile, given["overrides"], given["study_overrides"], publish=args.publish)
+        out = Path(args.out) if args.out else out
+        results = Path(args.results) if args.results else results
+        records = run_profile(args.profile, out, results_dir=results, only=args.only, overrides=given["overrides"],
+                              study_overrides=given["study_overrides"], force=args.force)
     except (ConfigError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for r in records:
         print(f"{r['notebook']:<22} {r['status']:<8} {r.get('seconds', 0):>8.1f} s")
+    print(f"notebooks: {portable(out)}\nresults:   {portable(results)}\nsummary:   {portable(out / 'run_summary.md')}")
+    if SCRATCH.resolve() in out.resolve().parents:
+        print("(not the book's folders: pass --publish, or PUBLISH=1 to make run, to write into book/experiments)")
     return 0
 
 

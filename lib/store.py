@@ -31,7 +31,8 @@ from .io import read_json, read_tensors, write_json, write_tensors, write_text
 
 KEY_CHARS = 16
 # Modules that orchestrate or display but do not compute cached results: editing them keeps caches.
-NOT_COMPUTING = frozenset({"__init__.py", "runner.py", "notebook.py", "progress.py", "paths.py", "tiny.py"})
+NOT_COMPUTING = frozenset({"__init__.py", "runner.py", "notebook.py", "progress.py", "paths.py", "tiny.py",
+                           "book_config.py", "validation.py"})
 
 
 def fingerprint(obj: Any) -> str:

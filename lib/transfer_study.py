@@ -35,6 +35,7 @@ from .prompt import init_prompt
 from .profiles import PROFILES
 from .projector import ProjectorConfig, permuted_copy, train_by_distance, train_by_task
 from .tuning import TuneResult, run_signature, tune_prompt
+from .validation import check_fields, check_overrides
 
 ARMS = ("baseline", "transfer", "panda")
 BETA_MODES = ("fixed", "on")
@@ -61,6 +62,7 @@ class TransferStudy:
     projector_target: str = "permuted"  # or the name of the profile whose backbone and prompts are B
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first: a string is never split into characters below
         object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
         for name in ("seeds", "projector_train", "projector_heldout", "projector_seeds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -86,11 +88,7 @@ class TransferStudy:
             raise unknown("projector target", self.projector_target, ["permuted", *PROFILES])
 
     def replace(self, **overrides: Any) -> "TransferStudy":
-        valid = {f.name for f in dataclasses.fields(self)}
-        bad = set(overrides) - valid
-        if bad:
-            raise ConfigError(f"unknown transfer-study field(s) {sorted(bad)}; valid: {', '.join(sorted(valid))}")
-        return dataclasses.replace(self, **overrides)
+        return dataclasses.replace(self, **check_overrides(TransferStudy, overrides, "transfer-study"))
 
     def check_against(self, exp: Experiment, projector_only: bool = False) -> None:
         """Every task must be one the profile tunes (its prompts are the sources), every seed one of its seeds."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,13 +20,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .errors import CheckpointError, ConfigError, unknown
+from .errors import CheckpointError, ConfigError, DivergenceError, unknown
 from .evaluation import EvalResult, evaluate
 from .io import read_json, read_torch, write_json, write_torch
 from .models import Backbone, Encoded
 from .progress import report
 from .prompt import INITS, init_prompt, load_prompt, save_prompt
 from .tasks import Task, get_task
+from .validation import check_fields, check_overrides
 
 SCHEDULES = ("constant", "warmup_constant", "warmup_linear")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -53,6 +55,7 @@ class TuneConfig:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types first (see lib.validation): no string, bool or non-finite number gets past
         if self.init not in INITS:
             raise unknown("prompt init", self.init, INITS)
         if self.schedule not in SCHEDULES:
@@ -64,27 +67,34 @@ class TuneConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ConfigError("weight_decay and warmup_steps must be non-negative")
+        for name in ("weight_decay", "warmup_steps", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.schedule != "constant" and self.warmup_steps == 0:
             raise ConfigError(f"schedule {self.schedule!r} needs warmup_steps > 0")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be positive or None, got {self.grad_clip}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1 evaluation or None, got {self.patience}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ConfigError(f"device {self.device!r} is not a torch device; valid: auto, cpu, cuda, "
+                                  f"cuda:<index>, mps") from None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TuneConfig":
-        names = {f.name for f in fields(cls)}
-        bad = set(d) - names
-        if bad:
-            raise ConfigError(f"unknown TuneConfig field(s) {sorted(bad)}; valid: {', '.join(sorted(names))}")
-        return cls(**d)
+        return cls(**check_overrides(cls, d))
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} asked, but no CUDA device is available here; "
+                              f"use device='auto' or 'cpu'")
+        return device
 
     def use_bf16(self, device: torch.device) -> bool:
         if self.precision == "auto":
@@ -178,6 +188,9 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
     same arguments resumes (or returns at once if the run had finished). `on_step(step, loss)`
     is called after each optimiser step (used by tests to simulate an interruption).
 
+    A non-finite loss or prompt stops the run with a `DivergenceError` before that step is kept:
+    nothing non-finite is ever saved, and a run is marked finished only with a finite prompt.
+
     PANDA (Zhong et al. 2022): with `teacher_prompt`, the loss becomes cross-entropy +
     `distill_beta` * MSE(student verbalizer logits, teacher logits), the teacher being the same
     frozen backbone with the (source) teacher prompt.
@@ -190,6 +203,12 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
                           "set TuneConfig(init='source') or leave source_prompt out")
     if isinstance(source_prompt, (str, Path)):
         source_prompt = load_prompt(source_prompt)
+    for what, given in (("source_prompt", source_prompt), ("teacher_prompt", teacher_prompt)):
+        if given is not None and not bool(torch.isfinite(given).all()):
+            raise ConfigError(f"{what} holds non-finite values (nan or inf); a prompt must be finite")
+    if isinstance(distill_beta, bool) or not isinstance(distill_beta, numbers.Real) \
+            or not math.isfinite(distill_beta):
+        raise ConfigError(f"distill_beta must be a finite number, got {distill_beta!r}")
     teacher = None
     if teacher_prompt is not None:
         if distill_beta < 0:
@@ -224,10 +243,21 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     state = {"step": 0, "best_acc": -1.0, "best_step": 0, "bad_evals": 0, "history": [], "seconds": 0.0,
              "best_prompt": prompt_init.clone(), "loss_sum": 0.0, "loss_n": 0}
+    # config.json is written with the first checkpoint, not before: a run that fails before its first
+    # evaluation (bad data, a diverging loss) leaves no folder that only looks like a run
+    config_pending = out is not None
     if out is not None and resume and (out / "state.pt").is_file():
         state = _load_state(out, signature, prompt, optimizer, scheduler)
+        config_pending = False
     elif out is not None:
-        write_json(out / "config.json", signature)
+        _forget_previous_run(out)
+
+    def diverged(what: str, value: object) -> DivergenceError:
+        kept = (f"the last checkpoint in {out} (step {state['history'][-1]['step']}) is kept, unfinished"
+                if out is not None and state["history"] else "no checkpoint of this run was written")
+        return DivergenceError(f"tuning {task.name!r} seed {cfg.seed} diverged at step {state['step'] + 1}: "
+                               f"{what} is {value} (lr {cfg.lr}); lower lr"
+                               f"{' or set grad_clip' if cfg.grad_clip is None else ''}; {kept}")
 
     def evaluate_dev() -> EvalResult:
         return evaluate(backbone, prompt.detach(), task, dev_enc, batch_size=cfg.eval_batch_size,
@@ -248,18 +278,28 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
                 with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                     target = backbone.label_logits(teacher, batch, verbalizer)
                 loss = loss + distill_beta * torch.nn.functional.mse_loss(logits.float(), target.float())
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise diverged("the training loss", loss_value)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_([prompt], cfg.grad_clip)
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # AdamW's step size lr / (1 - beta1^t) past the float range
+                if "overflow" not in str(exc):
+                    raise
+                raise diverged("the update", f"beyond the float range ({str(exc).splitlines()[0]})") from None
+            if not bool(torch.isfinite(prompt).all()):
+                raise diverged("the prompt", "non-finite (nan or inf) after the update")
             scheduler.step()
             state["step"] += 1
-            state["loss_sum"] += float(loss.detach())
+            state["loss_sum"] += loss_value
             state["loss_n"] += 1
             bar.update(1)
             if on_step is not None:
-                on_step(state["step"], float(loss.detach()))
+                on_step(state["step"], loss_value)
             if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
                 res = evaluate_dev()
                 improved = res.accuracy > state["best_acc"]
@@ -276,6 +316,9 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
                 report(f"tune {task.name} seed {cfg.seed}: step {state['step']}/{cfg.max_steps}, "
                        f"loss {state['history'][-1]['train_loss']:.3f}, dev accuracy {res.accuracy:.3f}")
                 if out is not None:
+                    if config_pending:
+                        write_json(out / "config.json", signature)
+                        config_pending = False
                     _save_state(out, state, prompt, optimizer, scheduler, improved)
                 if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
                     stopped_early = True
@@ -284,7 +327,11 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
         bar.close()
     result = TuneResult(state["best_prompt"], state["best_acc"], state["best_step"], state["step"],
                         state["history"], stopped_early, time.perf_counter() - t0)
+    if not bool(torch.isfinite(result.prompt).all()):  # cannot happen after the checks above; never saved
+        raise diverged("the best prompt", "non-finite")
     if out is not None:
+        if config_pending:
+            write_json(out / "config.json", signature)
         save_prompt(out / "prompt.safetensors", result.prompt, {"task": task.name, "backbone": backbone.name})
         write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature})
     return result
@@ -299,6 +346,13 @@ def _save_state(out: Path, state: dict, prompt: torch.Tensor, optimizer, schedul
         save_prompt(out / "prompt.safetensors", state["best_prompt"])
     write_json(out / "metrics.json", {"best_dev_accuracy": state["best_acc"], "best_step": state["best_step"],
                                       "steps": state["step"], "history": state["history"], "finished": False})
+
+
+def _forget_previous_run(out: Path) -> None:
+    """A fresh start in a folder holding another run (resume=False): its state and metrics go first,
+    so that an interruption before the first checkpoint can never pair them with the new config.json."""
+    for name in ("metrics.json", "state.pt", "config.json"):
+        (out / name).unlink(missing_ok=True)
 
 
 def _differences(saved: Any, wanted: Any, prefix: str = "") -> list[str]:
@@ -320,6 +374,10 @@ def _check_signature(out: Path, signature: dict) -> None:
 def _load_state(out: Path, signature: dict, prompt, optimizer, scheduler) -> dict:
     _check_signature(out, signature)
     payload = read_torch(out / "state.pt")
+    saved_prompt = payload.get("prompt") if isinstance(payload, dict) else None
+    if isinstance(saved_prompt, torch.Tensor) and not bool(torch.isfinite(saved_prompt).all()):
+        raise CheckpointError(f"checkpoint {out / 'state.pt'} holds a non-finite prompt (a diverged run saved "
+                              f"before this was checked); it cannot be resumed: remove the folder {out}")
     try:
         with torch.no_grad():
             prompt.copy_(payload.pop("prompt").to(prompt.device))
@@ -338,7 +396,11 @@ def _finished_result(out: Path, signature: dict) -> TuneResult | None:
     if not metrics.get("finished"):
         return None
     _check_signature(out, signature)
-    return TuneResult(load_prompt(out / "prompt.safetensors"), metrics["best_dev_accuracy"], metrics["best_step"],
+    prompt = load_prompt(out / "prompt.safetensors")
+    if not bool(torch.isfinite(prompt).all()):
+        raise CheckpointError(f"finished run in {out} holds a non-finite prompt (a diverged run saved before this "
+                              f"was checked); it is not a valid result: remove the folder {out} and run again")
+    return TuneResult(prompt, metrics["best_dev_accuracy"], metrics["best_step"],
                       metrics["steps"], metrics["history"], metrics["stopped_early"], metrics["seconds"])
 
 

@@ -81,6 +81,12 @@ def test_book_builds_with_warnings_as_errors(built_book):
     assert (built_book / "index.html").is_file()
     for name in NOTEBOOKS:
         assert (built_book / "book" / "experiments" / f"{name}.html").is_file()
+    # without COMPENDIUM_REPO_URL: no launch or repository buttons, and never a placeholder that 404s
+    pages = {p.name: p.read_text(encoding="utf-8") for p in built_book.rglob("*.html")}
+    assert not [n for n, text in pages.items() if "OWNER/" in text or "mybinder.org" in text
+                or "colab.research.google.com" in text], "launch buttons without a repository URL"
+    transfer = pages["transfer.html"]
+    assert "injected-parameters" not in transfer and "lib not found" not in transfer, "hidden cells stay hidden"
 
 
 def _chromium():

@@ -1,0 +1,220 @@
+"""The runner without the science: where a run writes, what it records, what the console shows,
+the overrides it accepts and the book configuration. Trivial stand-in templates keep it fast."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lib import runner
+from lib.book_config import book_config, write_book_config
+from lib.errors import ConfigError
+from lib.notebook import parse_overrides
+from lib.paths import REPO
+
+PARAMETERS = 'profile = "smoke"\nresults_dir = "results"\noverrides = {}\nstudy_overrides = {}'
+BODY = ("from lib.notebook import parse_overrides\nfrom lib.progress import report\n"
+        "report('step one of two')\nprint(parse_overrides(overrides), parse_overrides(study_overrides))")
+
+
+def _template(folder: Path, name: str = "panda", body: str = BODY) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    params = nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters", "hide-cell"]})
+    nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder
+
+
+# --- overrides ---------------------------------------------------------------------------------
+def test_parse_overrides_accepts_dicts_and_json_text():
+    assert parse_overrides({"seeds": [0]}) == {"seeds": [0]}
+    assert parse_overrides('{"tasks": ["sst2"], "tune": {"lr": 0.1}}') == {"tasks": ["sst2"], "tune": {"lr": 0.1}}
+    assert parse_overrides(None) == parse_overrides("") == parse_overrides("  ") == {}
+    original = {"tune": {"lr": 0.1}}
+    parse_overrides(original)["tune"]["lr"] = 1.0
+    assert original == {"tune": {"lr": 0.1}}, "the caller's dict is never changed"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("{seeds: [0]}", r"^overrides must be a JSON object, e\.g\. overrides='\{\"seeds\": \[0\]\}' \(Expecting"),
+    ("[0, 1]", r"^overrides must be a JSON object.*got '\[0, 1\]'$"),
+    (3, r"^overrides must be a dict or a JSON object string, got int$"),
+])
+def test_parse_overrides_rejects_anything_else_in_one_line(value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_overrides(value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="^study_overrides must be"):
+        parse_overrides(value, "study_overrides")
+
+
+def test_cli_reports_bad_parameters_in_one_line(capsys):
+    assert runner.main(["--profile", "smoke", "-p", "seeds=[0]"]) == 1
+    assert runner.main(["--profile", "smoke", "--study", "beta=0.5"]) == 1
+    assert runner.main(["--profile", "smoke", "--only", "transfer", "--study", '{"beta": 0.5}']) == 1
+    assert runner.main(["--profile", "smoke", "--only", "panda", "--study", '{"betta": 0.5}']) == 1
+    assert runner.main(["--profile", "smoke", "-p", 'overrides={"sedes": [0]}']) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 5 and all(line.startswith("error: ") for line in lines), lines
+    assert "study_overrides apply to the notebooks indicators" in lines[2]
+    assert "unknown transfer-study field(s) ['betta']" in lines[3]
+
+
+# --- where a run writes ------------------------------------------------------------------------
+def test_overrides_go_to_a_scratch_folder_unless_published():
+    book = (REPO / "book" / "experiments", REPO / "results")
+    assert runner.destinations("mini") == book
+    assert runner.destinations("mini", {}, {}) == book
+    assert runner.destinations("mini", {"seeds": [0]}, publish=True) == book
+    out, results = runner.destinations("mini", {"seeds": [0]})
+    assert out.parent == results.parent and out.parent.parent == REPO / "_build_runs"
+    assert out.name == "experiments" and results.name == "results"
+    assert out.parent.name.startswith("mini-") and len(out.parent.name) == len("mini-") + 8
+    assert runner.destinations("mini", {"seeds": [0]}) == (out, results), "the same overrides, the same folder"
+    assert runner.destinations("mini", {"seeds": [1]})[0] != out
+    assert runner.destinations("mini", None, {"beta": 0.5})[0] != out
+    assert "_build_runs/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def trivial_run(tmp_path_factory):
+    """One stand-in notebook run with overrides and no folders given: lands in the (redirected) scratch folder."""
+    root = tmp_path_factory.mktemp("runner")
+    templates = _template(root / "templates")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(runner, "SCRATCH", root / "scratch")
+    try:
+        yield root, templates, mp
+    finally:
+        mp.undo()
+
+
+def test_a_run_with_overrides_leaves_the_book_alone(trivial_run, capfd):
+    root, templates, _ = trivial_run
+    book = REPO / "book" / "experiments" / "panda.ipynb"
+    before = book.stat().st_mtime_ns if book.exists() else None
+    records = runner.run_profile("smoke", only=["panda"], overrides={"seeds": [0]}, study_overrides={"beta": 0.5},
+                                 templates=templates)
+    assert [r["status"] for r in records] == ["ran"]
+    out, results = runner.destinations("smoke", {"seeds": [0]}, {"beta": 0.5})
+    assert out.parent.parent == root / "scratch"
+    nb = nbformat.read(out / "panda.ipynb", as_version=4)
+    assert "{'seeds': [0]} {'beta': 0.5}" in nb.cells[-1].outputs[0]["text"]
+    assert (book.stat().st_mtime_ns if book.exists() else None) == before
+
+    # the console showed the notebook's progress line while it ran
+    err = capfd.readouterr().err
+    assert "panda: running" in err and "panda: " in err and "step one of two" in err
+
+    # the executed notebook: injected parameters removed from the book, paths portable
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "remove-cell" in injected[0].metadata.tags and "hide-cell" not in injected[0].metadata.tags
+    assert f'results_dir = "{runner.portable(results)}"' in injected[0].source
+    template_params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert "hide-cell" in template_params[0].metadata.tags
+    meta = nb.metadata.papermill
+    assert meta.input_path == "panda.ipynb" and meta.output_path == "panda.ipynb"
+
+    # the summary names profile, overrides, machine and date
+    summary = (out / "run_summary.md").read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| panda |"))
+    assert '| smoke | `{"seeds": [0]}` `{"beta": 0.5}` (study) |' in row
+    assert runner.machine() in row and records[0]["finished"] in row
+    assert not list(out.glob(".*.tmp")), "written atomically"
+
+
+def test_a_stale_failure_is_removed_when_the_notebook_is_skipped_or_succeeds(trivial_run):
+    root, templates, _ = trivial_run
+    out = root / "out"
+    runner.run_profile("smoke", out, results_dir=root / "results", only=["panda"], templates=templates, progress=False)
+    (out / "panda.failed.ipynb").write_text("{}")
+    again = runner.run_profile("smoke", out, results_dir=root / "results", only=["panda"], templates=templates,
+                               progress=False)
+    assert [r["status"] for r in again] == ["skipped"] and not (out / "panda.failed.ipynb").exists()
+
+    failing = _template(root / "failing", body="raise RuntimeError('planted')")
+    with pytest.raises(runner.NotebookFailed, match="planted"):
+        runner.run_profile("smoke", out, results_dir=root / "results", only=["panda"], templates=failing,
+                           progress=False)
+    failed = nbformat.read(out / "panda.failed.ipynb", as_version=4)
+    assert failed.metadata.papermill.input_path == "panda.ipynb", "a failed notebook's paths are scrubbed too"
+    runner.run_profile("smoke", out, results_dir=root / "results", only=["panda"], templates=templates,
+                       progress=False, force=True)
+    assert not (out / "panda.failed.ipynb").exists()
+
+
+def test_the_cli_prints_where_everything_went(trivial_run, capsys, monkeypatch):
+    root, templates, _ = trivial_run
+    real = runner.run_profile
+    monkeypatch.setattr(runner, "run_profile", lambda *a, **k: real(*a, **{**k, "templates": templates, "progress": False}))
+    assert runner.main(["--profile", "smoke", "--only", "panda", "--study", '{"beta": 0.25}']) == 0
+    out, results = runner.destinations("smoke", {}, {"beta": 0.25})
+    printed = capsys.readouterr().out
+    assert f"notebooks: {out}" in printed and f"results:   {results}" in printed and "--publish" in printed
+    assert (out / "panda.ipynb").is_file()
+
+
+# --- --help and the reproducibility page ---------------------------------------------------------
+def test_help_lists_every_overridable_field():
+    proc = subprocess.run([sys.executable, "-m", "lib.runner", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    fields = runner.overridable_fields()
+    names = {f for _, f, _, _ in fields}
+    assert {"seeds", "tune.max_steps", "tune.lr", "data.data_root", "beta", "projector_target"} <= names
+    for param, field, typ, values in fields:
+        assert f"    {field} ({typ}): " in proc.stdout, field
+    assert "study_overrides:" in proc.stdout and "--study JSON" in proc.stdout and "--publish" in proc.stdout
+
+
+def test_the_reproducibility_page_lists_the_same_fields():
+    page = (REPO / "book" / "reproducibility.md").read_text()
+    block = f"{runner.FIELDS_START}\n{runner.overridable_fields_markdown()}{runner.FIELDS_END}"
+    assert block in page, ("book/reproducibility.md's field table is out of date; regenerate it with "
+                           "python -c 'import lib.runner as r; r.write_fields_page()'")
+
+
+# --- progress --------------------------------------------------------------------------------------
+def test_progress_lines_are_echoed_while_a_notebook_runs(capsys):
+    from lib.progress import ENV, report
+
+    before = os.environ.get(ENV)
+    with runner._ProgressEcho("demo"):
+        assert os.environ.get(ENV) and os.environ[ENV] != before
+        report("tuning sst2 seed 0: step 50/200")
+        with open(os.environ[ENV], "a") as fh:
+            fh.write("half a li")  # not echoed until its newline arrives
+    assert os.environ.get(ENV) == before
+    err = capsys.readouterr().err
+    assert "  demo: " in err and "tuning sst2 seed 0: step 50/200" in err and "half a li" not in err
+
+
+# --- the book's launch buttons ---------------------------------------------------------------------
+def _sphinx_conf(tmp_path: Path, url: str | None) -> str:
+    cfg = write_book_config(tmp_path / "_config.yml", url=url)
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "config", "sphinx", str(REPO), "--config", str(cfg)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return (tmp_path / "conf.py").read_text()
+
+
+def test_launch_buttons_follow_the_repository_url(tmp_path, monkeypatch):
+    monkeypatch.delenv("COMPENDIUM_REPO_URL", raising=False)
+    assert "OWNER" not in (REPO / "_config.yml").read_text()
+    off = _sphinx_conf(tmp_path / "off", None)
+    assert "mybinder" not in off and "colab.research" not in off and "OWNER" not in off
+    assert "'use_repository_button': False" in off and "'repository_url': ''" in off
+
+    url = "https://github.com/someone/skill-neurons-compendium"
+    monkeypatch.setenv("COMPENDIUM_REPO_URL", url + ".git")
+    on = _sphinx_conf(tmp_path / "on", None)
+    assert f"'repository_url': '{url}'" in on and "'binderhub_url': 'https://mybinder.org'" in on
+    assert "'colab_url': 'https://colab.research.google.com'" in on and "'use_repository_button': True" in on
+    with pytest.raises(ConfigError, match="^COMPENDIUM_REPO_URL must be a repository's web address"):
+        book_config("github.com/someone")
+    assert json.dumps(book_config(url="")["launch_buttons"]).count("https") == 0
