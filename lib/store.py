@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -30,9 +31,14 @@ import torch
 from .io import read_json, read_tensors, write_json, write_tensors, write_text
 
 KEY_CHARS = 16
-# Modules that orchestrate or display but do not compute cached results: editing them keeps caches.
+# The modules whose functions compute cached tables and tensors; `code_version` hashes them and every
+# `lib` module they import, directly or not. A module outside that closure (a CLI, an exporter, the
+# runner) can change without invalidating the caches.
+COMPUTING_ROOTS = ("chapters", "transfer_study", "experiments")
+# Imported by those modules but computing nothing cached: checks, paths, progress lines, the cache itself.
 NOT_COMPUTING = frozenset({"__init__.py", "runner.py", "notebook.py", "progress.py", "paths.py", "tiny.py",
-                           "book_config.py", "validation.py"})
+                           "book_config.py", "validation.py", "errors.py"})
+_IMPORT = re.compile(r"^\s*(?:from\s+(?:\.|lib\.)(\w+)\s+import|import\s+lib\.(\w+))", re.MULTILINE)
 
 
 def fingerprint(obj: Any) -> str:
@@ -40,13 +46,26 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:KEY_CHARS]
 
 
+def computing_modules() -> list[Path]:
+    """`COMPUTING_ROOTS` and the `lib` modules they import, transitively, minus `NOT_COMPUTING`."""
+    lib = Path(__file__).resolve().parent
+    seen: set[str] = set()
+    todo = list(COMPUTING_ROOTS)
+    while todo:
+        name = todo.pop()
+        path = lib / f"{name}.py"
+        if name in seen or not path.is_file():
+            continue
+        seen.add(name)
+        todo += [a or b for a, b in _IMPORT.findall(path.read_text(encoding="utf-8"))]
+    return sorted(lib / f"{n}.py" for n in seen if f"{n}.py" not in NOT_COMPUTING)
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """Hash of the `lib` sources that compute results (file names and bytes, sorted by name)."""
+    """Hash of the sources that compute cached results (`computing_modules`: names and bytes)."""
     h = hashlib.sha256()
-    for src in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        if src.name in NOT_COMPUTING:
-            continue
+    for src in computing_modules():
         h.update(src.name.encode())
         h.update(src.read_bytes())
     return h.hexdigest()[:KEY_CHARS]

@@ -8,7 +8,7 @@ from lib.errors import ConfigError
 from lib.experiments import Experiment
 from lib.models import load_backbone
 from lib.projector import permuted_copy
-from lib.transfer_study import STUDIES, TransferMethods, TransferStudy, get_study
+from lib.transfer_study import STUDIES, TransferMethods, get_study
 
 
 def _batch(b):
