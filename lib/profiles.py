@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Mapping
 
 from .data import DataConfig
@@ -95,39 +94,18 @@ class Profile:
         return dataclasses.asdict(self)
 
 
-PROFILES: Mapping[str, Profile] = MappingProxyType({
-    "smoke": Profile(
-        name="smoke", model="tiny-bert", tasks=("synthetic", "synthetic_pair"), seeds=(0, 1),
-        tune=TuneConfig(prompt_length=8, lr=0.3, batch_size=16, max_steps=150, eval_every=50, max_length=32),
-        data=DataConfig(source="local"), adversarial={"synthetic": "synthetic_adv"},
-        suppression_fractions=(0.0, 0.05, 0.1), n_random_draws=2, top_fraction=0.05, threshold_examples=200,
-        synthetic=True, description="tiny random BERT, synthetic separable tasks: tests the pipeline, not science"),
-    "mini": Profile(
-        name="mini", model="all-MiniLM-L6-v2", tasks=("sst2", "imdb", "mrpc", "qnli", "rte"), seeds=(0, 1, 2),
-        tune=TuneConfig(prompt_length=20, lr=0.02, batch_size=32, max_steps=200, eval_every=50, max_length=64),
-        data=DataConfig(data_root="../shared/data", max_train=5000, max_dev=300, max_test=500,
-                        carve_train_from_test=True),
-        adversarial={"sst2": "adv_sst2", "qnli": "adv_qnli", "rte": "adv_rte"},
-        suppression_fractions=(0.0, 0.01, 0.05), n_random_draws=2, threshold_examples=1000,
-        description="all-MiniLM-L6-v2 on the data available offline; 2 CPU cores"),
-    "paper": Profile(
-        name="paper", model="roberta-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
-        seeds=(0, 1, 2, 3, 4),
-        tune=TuneConfig(prompt_length=100, lr=1e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
-                        patience=10),
-        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
-        description="roberta-base as Robust-Neurons (lr 1e-3, 100 tokens, batch 16); GPU and hub"),
-    "paper_t5": Profile(
-        name="paper_t5", model="t5-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
-        seeds=(0, 1, 2, 3, 4),
-        tune=TuneConfig(prompt_length=100, lr=5e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
-                        patience=10),
-        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
-        description="t5-base as Robust-Neurons (lr 5e-3, 100 tokens, batch 16); GPU and hub"),
-})
+def __getattr__(name: str) -> Any:
+    """`PROFILES` lives in `lib.catalog` (data, not code: its values enter every cache key)."""
+    if name == "PROFILES":
+        from .catalog import PROFILES
+
+        return PROFILES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_profile(name: str | Profile) -> Profile:
+    from .catalog import PROFILES
+
     if isinstance(name, Profile):
         return name
     try:

@@ -16,10 +16,13 @@ folder never leave a torn file.
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import io
 import json
 import re
+import tokenize
 import shutil
 import time
 from pathlib import Path
@@ -37,7 +40,7 @@ KEY_CHARS = 16
 COMPUTING_ROOTS = ("chapters", "transfer_study", "experiments")
 # Imported by those modules but computing nothing cached: checks, paths, progress lines, the cache itself.
 NOT_COMPUTING = frozenset({"__init__.py", "runner.py", "notebook.py", "progress.py", "paths.py", "tiny.py",
-                           "book_config.py", "validation.py", "errors.py"})
+                           "book_config.py", "validation.py", "errors.py", "catalog.py"})
 _IMPORT = re.compile(r"^\s*(?:from\s+(?:\.|lib\.)(\w+)\s+import|import\s+lib\.(\w+))", re.MULTILINE)
 
 
@@ -61,13 +64,34 @@ def computing_modules() -> list[Path]:
     return sorted(lib / f"{n}.py" for n in seen if f"{n}.py" not in NOT_COMPUTING)
 
 
+def code_text(source: str) -> str:
+    """Source without docstrings, comments, blank lines and indentation changes inside lines.
+
+    What `code_version` hashes, so that documenting a function (a formula in its docstring) does not
+    invalidate the results it computed. Line-based, hence the same under every Python version.
+    """
+    drop: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                drop.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    lines = source.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            row, col = tok.start
+            lines[row - 1] = lines[row - 1][:col]
+    return "\n".join(line.strip() for i, line in enumerate(lines, 1) if i not in drop and line.strip())
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """Hash of the sources that compute cached results (`computing_modules`: names and bytes)."""
+    """Hash of the code (`code_text`) of the modules that compute cached results (`computing_modules`)."""
     h = hashlib.sha256()
     for src in computing_modules():
         h.update(src.name.encode())
-        h.update(src.read_bytes())
+        h.update(code_text(src.read_text(encoding="utf-8")).encode())
     return h.hexdigest()[:KEY_CHARS]
 
 

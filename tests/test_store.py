@@ -141,3 +141,15 @@ def test_test_bed_is_not_imported_by_production_code(module):
     code = f"import sys, {module}; print('lib.tiny' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(store.__file__).parents[1])
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_code_text_ignores_documentation_but_not_code():
+    src = '"""Module doc."""\n\ndef f(x):\n    """Doc: p = x + 1."""\n    # a comment\n    return x + 1  # trailing\n'
+    documented = src.replace("Doc: p = x + 1.", "Doc with a formula: $p = x + 1$, longer.\n    Two lines.")
+    assert store.code_text(src) == store.code_text(documented) == "def f(x):\nreturn x + 1"
+    assert store.code_text(src) != store.code_text(src.replace("x + 1  #", "x + 2  #"))
+
+
+def test_profile_catalog_is_data_not_code():
+    """Adding a profile must not invalidate every cached table: its values are in the keys instead."""
+    assert "catalog.py" not in {p.name for p in store.computing_modules()}

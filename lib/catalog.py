@@ -1,0 +1,66 @@
+"""The named profiles and their transfer studies: data, not code.
+
+Kept apart from `lib.profiles` and `lib.transfer_study` (the classes) so that adding or changing a
+profile does not change `lib.store.code_version()`: a profile's values enter every cache key of the
+results computed with it (`Profile.as_dict()`, the study's fields), so only those results change.
+
+- smoke: a tiny random BERT and synthetic tasks; minutes on CPU; what the tests execute;
+- mini: all-MiniLM-L6-v2 on the real data available offline (../shared/data or the hub);
+- paper / paper_t5: roberta-base / t5-base with the references' tasks and hyper-parameters (GPU, hub).
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+from .data import DataConfig
+from .profiles import Profile
+from .transfer_study import TransferStudy
+from .tuning import TuneConfig
+
+PROFILES: Mapping[str, Profile] = MappingProxyType({
+    "smoke": Profile(
+        name="smoke", model="tiny-bert", tasks=("synthetic", "synthetic_pair"), seeds=(0, 1),
+        tune=TuneConfig(prompt_length=8, lr=0.3, batch_size=16, max_steps=150, eval_every=50, max_length=32),
+        data=DataConfig(source="local"), adversarial={"synthetic": "synthetic_adv"},
+        suppression_fractions=(0.0, 0.05, 0.1), n_random_draws=2, top_fraction=0.05, threshold_examples=200,
+        synthetic=True, description="tiny random BERT, synthetic separable tasks: tests the pipeline, not science"),
+    "mini": Profile(
+        name="mini", model="all-MiniLM-L6-v2", tasks=("sst2", "imdb", "mrpc", "qnli", "rte"), seeds=(0, 1, 2),
+        tune=TuneConfig(prompt_length=20, lr=0.02, batch_size=32, max_steps=200, eval_every=50, max_length=64),
+        data=DataConfig(data_root="../shared/data", max_train=5000, max_dev=300, max_test=500,
+                        carve_train_from_test=True),
+        adversarial={"sst2": "adv_sst2", "qnli": "adv_qnli", "rte": "adv_rte"},
+        suppression_fractions=(0.0, 0.01, 0.05), n_random_draws=2, threshold_examples=1000,
+        description="all-MiniLM-L6-v2 on the data available offline; 2 CPU cores"),
+    "paper": Profile(
+        name="paper", model="roberta-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
+        seeds=(0, 1, 2, 3, 4),
+        tune=TuneConfig(prompt_length=100, lr=1e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
+                        patience=10),
+        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
+        description="roberta-base as Robust-Neurons (lr 1e-3, 100 tokens, batch 16); GPU and hub"),
+    "paper_t5": Profile(
+        name="paper_t5", model="t5-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
+        seeds=(0, 1, 2, 3, 4),
+        tune=TuneConfig(prompt_length=100, lr=5e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
+                        patience=10),
+        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
+        description="t5-base as Robust-Neurons (lr 5e-3, 100 tokens, batch 16); GPU and hub"),
+})
+
+
+
+STUDIES: Mapping[str, TransferStudy] = MappingProxyType({
+    "smoke": TransferStudy(pairs=(("synthetic", "synthetic_pair"), ("synthetic_pair", "synthetic")), seeds=(0, 1),
+                           steps=60, eval_every=20, projector_train=("synthetic",),
+                           projector_heldout=("synthetic_pair",), projector_seeds=(0,),
+                           projector_distance_steps=200, projector_task_steps=30, projector_hidden=64),
+    "mini": TransferStudy(pairs=(("sst2", "imdb"), ("imdb", "sst2"), ("mrpc", "sst2")), seeds=(0, 1),
+                          steps=100, eval_every=20, projector_train=("sst2", "mrpc", "qnli"),
+                          projector_heldout=("imdb", "rte"), projector_seeds=(0, 1)),
+    "paper": TransferStudy(pairs=(("sst2", "imdb"), ("imdb", "sst2"), ("mnli", "qnli"), ("qqp", "mrpc"),
+                                  ("sst2", "mrpc"), ("qnli", "imdb")), seeds=(0, 1, 2), steps=5000, eval_every=250,
+                           projector_train=("sst2", "qqp", "mnli"), projector_heldout=("imdb", "mrpc", "qnli"),
+                           projector_seeds=(0, 1, 2), projector_target="paper_t5"),
+})
