@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -123,14 +124,14 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
         partial = out / f"{name}.failed.ipynb"
         if not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp:
-            partial.unlink(missing_ok=True)  # a stale failure is superseded by the run that is current
+            _remove_stale_copies(out, name)  # a stale failure is superseded by the run that is current
             records.append({**read_json(info), "notebook": name, "status": "skipped"})
             _say(progress, f"[{i}/{len(names)}] {name}: unchanged, skipped")
             continue
         _say(progress, f"[{i}/{len(names)}] {name}: running")
         t0 = time.perf_counter()
         try:
-            with _ProgressEcho(name if progress else None):
+            with _KernelStderrTo(out / ".runinfo" / f"{name}.kernel.log"), _ProgressEcho(name if progress else None):
                 pm.execute_notebook(str(template), str(partial), parameters=params, cwd=str(REPO),
                                     kernel_name="python3", progress_bar=False, log_output=False, report_mode=False)
         except BaseException as exc:  # the partial notebook stays for inspection, its paths scrubbed too
@@ -139,9 +140,17 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
             if isinstance(exc, pm.PapermillExecutionError):
                 raise NotebookFailed(f"notebook {name!r} failed at cell {exc.exec_count}: {exc.ename}: "
                                      f"{exc.evalue}; partly executed copy kept at {partial}") from None
+            if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: not a failure of the notebook
+                stopped = out / f"{name}.interrupted.ipynb"
+                with contextlib.suppress(OSError):
+                    os.replace(partial, stopped)
+                raise Interrupted(f"interrupted while running {name!r} (partly executed copy: {stopped}); "
+                                  "finished prompts and tables are kept: run the same command again to resume") \
+                    from None
             raise
         _finish_notebook(partial, template, target)
         os.replace(partial, target)
+        _remove_stale_copies(out, name)
         seconds = round(time.perf_counter() - t0, 1)
         record = {"notebook": name, "status": "ran", "seconds": seconds, "fingerprint": stamp, "profile": prof.name,
                   "overrides": overrides, "study_overrides": params.get("study_overrides", {}),
@@ -153,9 +162,56 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
     return records
 
 
+class Interrupted(RuntimeError):
+    """The run was stopped by Ctrl-C or SIGTERM (not a failure of a notebook)."""
+
+
+def _remove_stale_copies(out: Path, name: str) -> None:
+    for suffix in ("failed", "interrupted"):
+        (out / f"{name}.{suffix}.ipynb").unlink(missing_ok=True)
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+_CONSOLE: list[Any] = []  # while a kernel's stderr is redirected: a stream on the console's own stderr
+
+
+def _console() -> Any:
+    return _CONSOLE[-1] if _CONSOLE else sys.stderr
+
+
+class _KernelStderrTo:
+    """Send file descriptor 2, which papermill's kernel inherits, into a log file while a notebook runs.
+
+    The kernel's own chatter (a warning at every start, a traceback when it is killed by Ctrl-C) then
+    lands in `<out>/.runinfo/<name>.kernel.log` instead of the console; the runner's progress lines
+    go to the console through `_console()`.
+    """
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __enter__(self) -> "_KernelStderrTo":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        with open(self.log, "wb") as fh:
+            os.dup2(fh.fileno(), 2)
+        _CONSOLE.append(os.fdopen(os.dup(self.saved), "w", buffering=1, encoding="utf-8", errors="replace"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        _CONSOLE.pop().close()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+
 def _say(enabled: bool, message: str) -> None:
     if enabled:
-        print(message, file=sys.stderr, flush=True)
+        print(message, file=_console(), flush=True)
 
 
 class _ProgressEcho:
@@ -184,7 +240,7 @@ class _ProgressEcho:
                 *lines, pending = (pending + fh.read()).split(b"\n")  # a half-written line waits
                 if self.prefix is not None:
                     for line in lines:
-                        print(f"  {self.prefix}: {line.decode('utf-8', 'replace')}", file=sys.stderr, flush=True)
+                        print(f"  {self.prefix}: {line.decode('utf-8', 'replace')}", file=_console(), flush=True)
                 if stopping:
                     return
 
@@ -378,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--publish", action="store_true", help="with overrides, write into book/experiments and results/ "
                                                            "anyway (make run ... PUBLISH=1)")
     ap.add_argument("--force", action="store_true", help="run even if nothing changed")
+    ap.add_argument("--templates", default=str(TEMPLATES), help=argparse.SUPPRESS)  # tests: stand-in notebooks
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         given: dict[str, dict[str, Any]] = {k: {} for k in PARAMS}
         for text in args.param:
@@ -390,10 +448,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out) if args.out else out
         results = Path(args.results) if args.results else results
         records = run_profile(args.profile, out, results_dir=results, only=args.only, overrides=given["overrides"],
-                              study_overrides=given["study_overrides"], force=args.force)
+                              study_overrides=given["study_overrides"], force=args.force, templates=args.templates)
     except (ConfigError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(f"stopped: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
     for r in records:
         print(f"{r['notebook']:<22} {r['status']:<8} {r.get('seconds', 0):>8.1f} s")
     print(f"notebooks: {portable(out)}\nresults:   {portable(results)}\nsummary:   {portable(out / 'run_summary.md')}")
