@@ -32,7 +32,6 @@ PAPERMILL_TRANSFER = ("papermill notebooks/transfer.ipynb {tmp}/out.ipynb -p pro
                       "-p overrides '{\"seeds\": [0]}'")
 PAPERMILL_PANDA = ("papermill notebooks/panda.ipynb {tmp}/out.ipynb -p profile smoke -p results_dir {results} "
                    "-p study_overrides '{\"beta_mode\": \"fixed\", \"beta\": 0.5, " + STUDY + "}'")
-PANDA = "make run PROFILE=smoke ONLY=panda STUDY='{\"beta\": 0.5, " + STUDY + "}' OUT={tmp} RESULTS={results}"
 PANDA_FIXED = ("make run PROFILE=smoke ONLY=panda STUDY='{\"beta_mode\": \"fixed\", \"beta\": 0.5, " + STUDY + "}' "
                "OUT={tmp} RESULTS={results}")
 EVERY_NOTEBOOK = "tests/test_book.py::test_every_notebook_executes (every notebook, smoke profile, same runner)"
@@ -53,10 +52,8 @@ COMMANDS: dict[str, str] = {
     "make run PROFILE=mini ONLY=transfer OVERRIDES='{\"seeds\": [0], \"tasks\": [\"sst2\", \"imdb\"]}'": SMOKE_OVERRIDES,
     "make run PROFILE=mini ONLY=transfer OVERRIDES='{\"seeds\": [0], \"tasks\": [\"sst2\", \"imdb\"]}' PUBLISH=1":
         SMOKE_OVERRIDES + " PUBLISH=1",
-    "make run PROFILE=mini OVERRIDES='{\"seeds\": [0, 1], \"tune\": {\"max_steps\": 500}}'": TUNE_OVERRIDES,
-    "make run PROFILE=mini OVERRIDES='{\"seeds\": [0, 1], \"tune\": {\"max_steps\": 500}}' PUBLISH=1":
-        TUNE_OVERRIDES + " PUBLISH=1",
-    "make run PROFILE=mini ONLY=panda STUDY='{\"beta\": 0.5}'": PANDA,
+    ("make run PROFILE=mini ONLY=prompt_tuning OVERRIDES='{\"tasks\": [\"sst2\"], \"seeds\": [0], "
+     "\"tune\": {\"max_steps\": 300}}'"): TUNE_OVERRIDES,
     "make run PROFILE=mini ONLY=panda STUDY='{\"beta_mode\": \"fixed\", \"beta\": 0.5}'": PANDA_FIXED,
     "python -m lib.runner --help": "python -m lib.runner --help",
     ("papermill notebooks/transfer.ipynb out.ipynb -p profile mini -p results_dir _build_runs/papermill/results "
