@@ -122,7 +122,7 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
             params["study_overrides"] = study_overrides
         stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()})
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
-        partial = out / f"{name}.failed.ipynb"
+        partial = out / f"{name}.running.ipynb"  # renamed to <name>.failed.ipynb if the notebook fails
         if not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp:
             _remove_stale_copies(out, name)  # a stale failure is superseded by the run that is current
             records.append({**read_json(info), "notebook": name, "status": "skipped"})
@@ -138,8 +138,11 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
             with contextlib.suppress(Exception):  # never hide the failure behind an unreadable partial file
                 _finish_notebook(partial, template, target)
             if isinstance(exc, pm.PapermillExecutionError):
+                failed = out / f"{name}.failed.ipynb"
+                with contextlib.suppress(OSError):
+                    os.replace(partial, failed)
                 raise NotebookFailed(f"notebook {name!r} failed at cell {exc.exec_count}: {exc.ename}: "
-                                     f"{exc.evalue}; partly executed copy kept at {partial}") from None
+                                     f"{exc.evalue}; partly executed copy kept at {failed}") from None
             if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: not a failure of the notebook
                 stopped = out / f"{name}.interrupted.ipynb"
                 with contextlib.suppress(OSError):
@@ -167,7 +170,7 @@ class Interrupted(RuntimeError):
 
 
 def _remove_stale_copies(out: Path, name: str) -> None:
-    for suffix in ("failed", "interrupted"):
+    for suffix in ("failed", "interrupted", "running"):
         (out / f"{name}.{suffix}.ipynb").unlink(missing_ok=True)
 
 
