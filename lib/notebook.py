@@ -1,17 +1,25 @@
-"""The few lines every book notebook shares: profile, cached experiment, plot style, a banner."""
+"""The few lines every book notebook shares: profile, cached experiment, plot style, a banner, and the
+presentation helpers of the chapters (tables without index and with human column names, reference
+lines for chance and the majority class, legends outside the data). Nothing here computes a result."""
 from __future__ import annotations
 
 import copy
+import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .errors import ConfigError
 from .paths import REPO, from_repo
 from .profiles import Profile, get_profile
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .experiments import Experiment
+
+# Figures are written at this resolution (the book scales them to the page width).
+DPI = 150
 
 
 def parse_overrides(value: Mapping[str, Any] | str | None, name: str = "overrides") -> dict[str, Any]:
@@ -51,8 +59,9 @@ def setup(profile: str, results_dir: str | Path = "results", overrides: Mapping[
 
     from .experiments import Experiment
 
-    matplotlib.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight"})
-    sns.set_theme(style="whitegrid", context="notebook")
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=1.15)
+    matplotlib.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "savefig.bbox": "tight",
+                                "legend.frameon": False})
     prof = get_profile(profile).replace(**parse_overrides(overrides))
     results = from_repo(results_dir)
     committed = REPO / "results"
@@ -70,3 +79,95 @@ def say(text: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(text))
+
+
+# --- presentation helpers (display only) ----------------------------------------------------------------
+def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits: int = 3,
+          formats: Mapping[str, str] | None = None, percent: Sequence[str] = (), caption: str | None = None,
+          keep: bool = False):
+    """`df` as an HTML table for the book: no index column, human column names, numbers rounded, and a
+    frame that scrolls sideways inside the page when the table is wider than it.
+
+    `columns` maps column -> header (and, unless `keep`, selects and orders the columns shown);
+    `formats` maps a column (its original name) to a format string; `percent` lists columns shown as %.
+    A (Multi)Index is turned into ordinary columns first.
+    """
+    import pandas as pd
+    from IPython.display import HTML
+
+    frame = df.copy()
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.name is not None:
+        frame = frame.reset_index()
+    if isinstance(frame.columns, pd.MultiIndex):
+        frame.columns = [" ".join(str(p) for p in c if str(p)) for c in frame.columns]
+    if columns:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ConfigError(f"table columns not found: {missing}; have {list(frame.columns)}")
+        if not keep:
+            frame = frame[list(columns)]
+    fmt: dict[str, Any] = {}
+    for col in frame.columns:
+        if col in percent:
+            fmt[col] = "{:.1%}"
+        elif formats and col in formats:
+            fmt[col] = formats[col]
+        elif pd.api.types.is_float_dtype(frame[col]):
+            fmt[col] = f"{{:.{digits}f}}"
+    styler = frame.style.format(fmt, na_rep="–").hide(axis="index")
+    if columns:
+        styler = styler.relabel_index([columns.get(c, c) for c in frame.columns], axis="columns")
+    if caption:
+        styler = styler.set_caption(html.escape(caption))
+    styler = styler.set_table_attributes('class="dataframe compendium-table"').set_table_styles(
+        [{"selector": "th", "props": "text-align: left; white-space: normal;"},
+         {"selector": "td", "props": "white-space: nowrap;"}], overwrite=False)
+    return HTML(f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">{styler.to_html()}</div>')
+
+
+def majority_baseline(exp: Experiment, task: str, split: str = "test") -> float:
+    """Accuracy of always predicting the most frequent label of `task`'s `split` (a reference line)."""
+    import numpy as np
+
+    labels = np.asarray(exp.encoded(task, split).labels)
+    return float(np.bincount(labels).max() / len(labels))
+
+
+def chance(exp: Experiment, task: str) -> float:
+    """Accuracy of uniform guessing, 1 / number of labels."""
+    return 1.0 / exp.task(task).num_labels
+
+
+def reference_lines(ax, chance_level: float | None = 0.5, majority: float | None = None, *,
+                    orient: str = "h", label: bool = True) -> None:
+    """Dashed line at chance and dotted line at the majority baseline (horizontal by default)."""
+    line = ax.axhline if orient == "h" else ax.axvline
+    if chance_level is not None:
+        line(chance_level, ls="--", c="0.35", lw=1, zorder=0.5, label=f"chance ({chance_level:.0%})" if label else None)
+    if majority is not None:
+        line(majority, ls=":", c="0.2", lw=1.3, zorder=0.5,
+             label=f"majority class ({majority:.0%})" if label else None)
+
+
+def legend_outside(obj, title: str | None = None) -> None:
+    """Put the legend outside the data: right of an Axes (with all its labelled artists, including reference
+    lines added after seaborn drew its legend), below the panels of a seaborn grid."""
+    import matplotlib.axes
+    import seaborn as sns
+
+    if not isinstance(obj, matplotlib.axes.Axes):  # a seaborn grid: one row below the panels
+        n = len(obj.legend.get_texts()) if getattr(obj, "legend", None) is not None else 1
+        sns.move_legend(obj, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(n, 4), title=title, frameon=False)
+        return
+    ax, handles, labels = obj, [], []
+    old = ax.get_legend()
+    if old is not None:
+        handles += list(old.legend_handles)
+        labels += [t.get_text() for t in old.get_texts()]
+        title = title if title is not None else (old.get_title().get_text() or None)
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+        if label not in labels and not label.startswith("_"):
+            handles.append(handle)
+            labels.append(label)
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), title=title, frameon=False,
+              borderaxespad=0)

@@ -54,7 +54,8 @@ def _new(width_a: int, width_b: int, cfg: ProjectorConfig) -> PromptProjector:
 
 def train_by_distance(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
                       cfg: ProjectorConfig = ProjectorConfig()) -> tuple[PromptProjector, list[float]]:
-    """Fit the projector so that project(prompt_A) is close (MSE) to prompt_B of the same task."""
+    """Fit the projector so that project(prompt_A) is close (MSE) to prompt_B of the same task:
+    min_phi 1/|T| * sum_t ||g_phi(P^A_t) - P^B_t||_F^2 / (m * d_B)."""
     if not pairs:
         raise ConfigError("distance training needs at least one (prompt_A, prompt_B) pair")
     width_a, width_b = pairs[0][0].shape[-1], pairs[0][1].shape[-1]

@@ -46,7 +46,8 @@ NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppr
 STUDY_NOTEBOOKS = ("indicators", "init_transfer", "panda", "projector")
 PARAMS = ("overrides", "study_overrides")
 # lib modules about how notebooks are run or the book is built, not what the notebooks compute.
-NOT_NOTEBOOK_INPUTS = frozenset({"runner.py", "progress.py", "paths.py", "book_config.py"})
+NOT_NOTEBOOK_INPUTS = frozenset({"runner.py", "progress.py", "paths.py", "book_config.py", "units.py", "sweep.py",
+                                 "peft_io.py", "figures.py"})
 # Profile fields that only label a profile; listed nowhere as settings.
 LABELS = ("name", "description")
 
@@ -456,7 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (Interrupted, KeyboardInterrupt) as exc:
-        print(f"stopped: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"stopped: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+        # the kernel client's own clean-up at exit may still complain about the killed kernel: not news
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
         return 130
     for r in records:
         print(f"{r['notebook']:<22} {r['status']:<8} {r.get('seconds', 0):>8.1f} s")

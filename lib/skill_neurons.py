@@ -1,11 +1,15 @@
 """Skill-neuron predictivity, streamed in two passes with memory independent of the data size.
 
-Definitions (Wang et al. 2022, reused by Ackermann & Ohmer 2024):
+Definitions (Wang et al. 2022, reused by Ackermann & Ohmer 2024; book page "The method in formulas"):
 - activation a[l, p, n]: FFN neuron n of layer l after the non-linearity, at soft-prompt position p;
-- threshold t[l, p, n]: mean activation over the training set (pass 1);
-- neuron accuracy on an evaluation set: fraction of examples with (a > t) == label (pass 2);
-- predictivity: max(acc, 1 - acc), since a neuron may fire for either class;
-- aggregation: max over prompt positions, then mean over the prompts of several seeds.
+- threshold t[l, p, n]: mean activation over the training set (pass 1),
+      t_{l,p,n} = 1/|D_train| * sum_{x in D_train} a_{l,p,n}(x);
+- neuron accuracy on an evaluation set: fraction of examples with (a > t) == label (pass 2),
+      acc_{l,p,n} = 1/|D| * sum_{(x,y) in D} 1[ 1[a_{l,p,n}(x) > t_{l,p,n}] == y ];
+- predictivity: max(acc, 1 - acc), since a neuron may fire for either class,
+      pred_{l,p,n} = max(acc_{l,p,n}, 1 - acc_{l,p,n});
+- aggregation: max over prompt positions, then mean over the prompts of several seeds,
+      pred_{l,n} = max_p pred_{l,p,n},   mean_pred_{l,n} = 1/|S| * sum_{s in S} pred^{(s)}_{l,n}.
 Multi-class tasks are split into binary sub-tasks (3-way NLI: entailment vs contradiction and
 neutral vs rest, as Skill-Neuron does; otherwise one class vs the rest).
 Pass 1 keeps a running float64 sum and pass 2 integer counts, both of shape (layers, positions,

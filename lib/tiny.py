@@ -80,6 +80,54 @@ def _t5_tokenizer():
 INIT_SCALE = {"bert": 0.2, "roberta": 0.2, "t5": 0.5}
 
 
+def _save_pretrained_atomically(path: Path, model, tok) -> None:
+    """`save_pretrained` of model and tokenizer into a fresh sibling folder, then renamed onto `path`:
+    a process that loads `path` while another builds it (parallel units of the smoke profile, see
+    `lib.units`) never sees a half-written model. An existing folder at `path` is replaced."""
+    import os
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".build", dir=path.parent))
+    try:
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.rename(path, old / "m")
+        os.rename(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write `text` atomically (`lib.io`) unless the file already holds exactly it: the synthetic
+    tasks are rewritten on every `Experiment.task` call, and parallel units read them meanwhile."""
+    from .io import write_text
+
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    write_text(path, text)
+
+
 def build_tiny_backbone(family: str, path: str | Path, seed: int = 0, init_scale: float | None = None) -> Path:
     """Write a tiny random model of `family` and its tokenizer to `path`; return the path.
 
@@ -111,10 +159,7 @@ def build_tiny_backbone(family: str, path: str | Path, seed: int = 0, init_scale
             vocab_size=len(tok), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=2,
             dropout_rate=0.0, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
             decoder_start_token_id=tok.pad_token_id, initializer_factor=init_scale * 2))
-    path.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        model.save_pretrained(path)
-        tok.save_pretrained(path)
+    _save_pretrained_atomically(path, model, tok)
     return path
 
 
@@ -130,10 +175,24 @@ def build_base_sized_roberta(path: str | Path, seed: int = 0) -> Path:
                                              num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
                                              type_vocab_size=1, pad_token_id=tok.pad_token_id,
                                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
-    path.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        model.save_pretrained(path)
-        tok.save_pretrained(path)
+    _save_pretrained_atomically(path, model, tok)
+    return path
+
+
+def build_base_sized_t5(path: str | Path, seed: int = 0) -> Path:
+    """A t5-base-sized T5ForConditionalGeneration (12 + 12 layers x 768, FFN 3072, 12 heads, 32,128-word
+    vocabulary, tied embeddings) with random weights and the tiny tokenizer: for speed benchmarks,
+    where only the shapes matter, offline."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    tok = _t5_tokenizer()
+    model = T5ForConditionalGeneration(T5Config(
+        vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12,
+        relative_attention_num_buckets=32, feed_forward_proj="relu", dropout_rate=0.0, tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id))
+    _save_pretrained_atomically(path, model, tok)
     return path
 
 
@@ -163,7 +222,7 @@ def synthetic_task(root: str | Path, *, name: str = "synthetic", n_train: int = 
             rows.append(row)
         rel = f"{name}/{split}.jsonl"
         (root / name).mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        _write_if_changed(root / rel, "".join(json.dumps(r) + "\n" for r in rows))
         files[split] = rel
     columns = ("first", "second") if pair else ("text",)
     return Task(name=name, task_type="sentiment", text_fields=columns, label_names=("negative", "positive"),
@@ -231,12 +290,8 @@ def build_planted_backbone(path: str | Path, *, neuron: int = 5, seed: int = 0) 
         w_out[out_pos, neuron] = 5.0
         w_out[out_neg, neuron] = -5.0
         layer.output.dense.bias[[out_pos, out_neg]] = 0.0
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        model.save_pretrained(path)
-        tok.save_pretrained(path)
-    return path, neuron
+    _save_pretrained_atomically(Path(path), model, tok)
+    return Path(path), neuron
 
 
 def planted_prompt(backbone, length: int = 4, seed: int = 0) -> torch.Tensor:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,27 @@ def synth(tmp_path_factory):
     """(task, data_root) of the synthetic separable task."""
     root = tmp_path_factory.mktemp("synthetic")
     return synthetic_task(root, n_train=400, n_test=200), root
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Every notebook of the smoke profile executed by the runner into a copy of the book's sources."""
+    from lib.runner import run_profile
+
+    root = tmp_path_factory.mktemp("smoke_book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("experiments"))
+    records = run_profile("smoke", root / "book" / "experiments", results_dir=root / "results", progress=False)
+    return root, records
+
+
+@pytest.fixture(scope="session")
+def built_book(smoke_run):
+    """The smoke book built with jupyter-book, warnings as errors; the HTML folder."""
+    root, _ = smoke_run
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(root), "--path-output", str(root / "_out"), "--all", "-W", "-n",
+                           "--keep-going"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root / "_out" / "_build" / "html"

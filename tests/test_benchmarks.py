@@ -34,6 +34,8 @@ def tiny_results(tmp_path_factory):
     stdout["pred"] = _run("predictivity_memory.py", "--model", "tiny-bert", "--sizes", "40", "80", out=out)
     stdout["roof"] = _run("roofline.py", "--model", "tiny-bert", "--batch", "4", "--reps", "2", "--mm-sizes", "128",
                           out=out)
+    stdout["cost"] = _run("paper_cost.py", "--models", "tiny-bert", "tiny-t5", "--steps", "1", "--profile-ops",
+                          "--mm-sizes", "128", out=out)
     return out, stdout
 
 
@@ -86,3 +88,31 @@ def test_performance_page_executes(tiny_results, tmp_path):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
     text = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "roofline, tiny-bert on cpu" in text and "predictivity, tiny-bert, 80 examples" in text
+    assert "**paper** (tiny-bert, measured on" in text and "**paper_t5** (tiny-t5" in text
+    assert "These are CPU hours, not GPU hours" in text and "not measured" in text
+
+
+def test_paper_cost_tiny(tiny_results):
+    out, stdout = tiny_results
+    data = _load(out, "paper_cost.json")
+    assert data["device"] == "cpu" and data["peak_gflops"] > 0
+    by_model = {r["model"]: r for r in data["results"]}
+    assert set(by_model) == {"tiny-bert", "tiny-t5"}
+    for model, profile in (("tiny-bert", "paper"), ("tiny-t5", "paper_t5")):
+        r = by_model[model]
+        assert r["profile"] == profile and r["steps_per_s"] > 0 and r["forward_examples_per_s"] > 0
+        # the units python -m lib.units --profile paper --list prints: 30 prompts, 1 control, 48 transfer-study runs
+        assert r["n_units"] == 79 and r["n_units_by_kind"] == {"tune": 30, "control": 1, "baseline": 12,
+                                                               "transfer": 18, "panda": 18}
+        assert r["steps_total"] == 31 * 30_000 + 48 * 5_000
+        unit = r["units"][0]
+        assert unit["unit"] == "tune/sst2/seed0" and unit["evaluations"] == 30 and unit["dev_examples"] == 13_470
+        assert unit["train_hours"] == pytest.approx(30_000 / r["steps_per_s"] / 3600)
+        assert unit["eval_hours"] == pytest.approx(30 * 13_470 / r["forward_examples_per_s"] / 3600)
+        assert r["profile_hours"]["hours"] == pytest.approx(sum(u["hours"] for u in r["units"]))
+        # frozen weights: the step computes input gradients only (about one more forward's FLOPs)
+        assert 1.5 * r["forward_tflop"] < r["step_tflop"] < 3.5 * r["forward_tflop"]
+        assert r["mfu"] == pytest.approx(r["step_tflop"] * r["steps_per_s"] / (data["peak_gflops"] / 1e3))
+        assert r["gpu_projection"]["assumed_mfu"] == 0.4 and r["gpu_projection"]["profile_hours"] > 0
+        assert r["top_ops"]["ops"] and r["top_ops"]["wall_seconds"] > 0
+    assert "one prompt unit" in stdout["cost"]

@@ -1,8 +1,8 @@
 """The smoke profile end to end: every notebook executed by papermill, then the book built with
-warnings as errors, then opened in headless Chromium."""
+warnings as errors, then opened in headless Chromium. The fixtures `smoke_run` and `built_book` live in
+conftest.py (one build per session, shared with test_teaching.py)."""
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -13,16 +13,6 @@ from lib.runner import NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke_book")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("experiments"))
-    records = run_profile("smoke", root / "book" / "experiments", results_dir=root / "results", progress=False)
-    return root, records
 
 
 def test_every_notebook_executes(smoke_run):
@@ -65,16 +55,6 @@ def test_failure_stops_and_keeps_the_notebook(tmp_path):
         run_profile("smoke", tmp_path / "out", only=["nope"], progress=False)
     with pytest.raises(ConfigError, match=r"unknown profile field\(s\) \['sedes'\]"):
         run_profile("smoke", tmp_path / "out", overrides={"sedes": [1]}, progress=False)
-
-
-@pytest.fixture(scope="module")
-def built_book(smoke_run):
-    root, _ = smoke_run
-    jb = Path(sys.executable).parent / "jupyter-book"
-    proc = subprocess.run([str(jb), "build", str(root), "--path-output", str(root / "_out"), "--all", "-W", "-n",
-                           "--keep-going"], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return root / "_out" / "_build" / "html"
 
 
 def test_book_builds_with_warnings_as_errors(built_book):
