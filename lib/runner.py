@@ -45,6 +45,7 @@ NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppr
 # The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy).
 STUDY_NOTEBOOKS = ("indicators", "init_transfer", "panda", "projector")
 PARAMS = ("overrides", "study_overrides")
+BATCH_ENV = "COMPENDIUM_BATCH"
 # lib modules about how notebooks are run or the book is built, not what the notebooks compute.
 NOT_NOTEBOOK_INPUTS = frozenset({"runner.py", "progress.py", "paths.py", "book_config.py", "units.py", "sweep.py",
                                  "peft_io.py", "figures.py"})
@@ -232,6 +233,8 @@ class _ProgressEcho:
         os.close(fd)
         self.previous = os.environ.get(PROGRESS_ENV)
         os.environ[PROGRESS_ENV] = self.path
+        self.batch = os.environ.get(BATCH_ENV)
+        os.environ[BATCH_ENV] = "1"  # tells notebooks there is no front end (the explorer's widgets wait for one)
         self.thread = threading.Thread(target=self._echo, daemon=True)
         self.thread.start()
         return self
@@ -251,6 +254,8 @@ class _ProgressEcho:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+        if self.batch is None:
+            os.environ.pop(BATCH_ENV, None)
         if self.previous is None:
             os.environ.pop(PROGRESS_ENV, None)
         else:
