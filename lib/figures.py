@@ -80,8 +80,12 @@ def draw_method(path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context({"svg.hashsalt": "skill-neuron-method", "font.family": "DejaVu Sans",
-                                "mathtext.fontset": "dejavusans", "svg.fonttype": "path"}):
+    # Start from Matplotlib's defaults: a notebook (or a test) that ran seaborn's theme in this process
+    # must not change the drawing, or the committed SVG would depend on what ran before.
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        matplotlib.rcParams.update({"svg.hashsalt": "skill-neuron-method", "font.family": "DejaVu Sans",
+                                    "mathtext.fontset": "dejavusans", "svg.fonttype": "path"})
         fig, axes = plt.subplots(2, 1, figsize=(8.6, 9.6), gridspec_kw={"hspace": 0.12})
         for ax in axes:
             ax.set_xlim(-0.2, 8.4)

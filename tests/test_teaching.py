@@ -115,6 +115,21 @@ def test_method_figure_is_reproducible(tmp_path):
         "book/figures/method.svg is stale: run `python -m lib.figures method book/figures/method.svg`"
 
 
+def test_method_figure_ignores_the_session_style(tmp_path):
+    """A notebook or test that set seaborn's theme earlier in the process must not change the drawing
+    (CI ran the test above after such a test and got another SVG)."""
+    import matplotlib
+    import seaborn as sns
+
+    from lib.figures import draw_method
+
+    with matplotlib.rc_context():
+        sns.set_theme(style="whitegrid", context="notebook", font_scale=1.15)
+        draw_method(tmp_path / "themed.svg")
+        assert matplotlib.rcParams["font.size"] != matplotlib.rcParamsDefault["font.size"]  # the theme held
+    assert (tmp_path / "themed.svg").read_bytes() == (BOOK / "figures" / "method.svg").read_bytes()
+
+
 def test_chapters_state_formulas_where_first_used():
     nbs = templates()
     expect = {"prompt_tuning": r"\mathcal{L}_{\text{CE}}", "skill_neurons": r"\mathrm{pred}_{l,p,n}",
