@@ -9,6 +9,10 @@ figure carries every selection's data, so it works offline in a plain HTML page.
     data = explorer_data(exp)                  # one forward pass per (task, seed) over n_examples
     fig = explorer_figure(data)                # plotly Figure with a task/seed dropdown
     html = explorer_html(fig)                  # <div> + inlined plotly.js, for IPython.display.HTML
+    html = explorer_html(fig, BOOK_PLOTLY_JS)  # <div> + a script tag for the book's own copy of plotly.js
+
+In the book the figure loads plotly.js from `book/_static/plotly/plotly.min.js` (one 4.8 MB file, served
+with the book) rather than inlining it, so the executed notebook stays small; offline it works the same.
 
 The activations are the same numbers as `lib.chapters.neuron_activations` (tested), read for the
 few shown neurons in one pass instead of one pass per neuron.
@@ -28,6 +32,9 @@ if TYPE_CHECKING:
     from .experiments import Experiment
 
 DIV_ID = "skill-neuron-explorer"
+# plotly.js as the book serves it, relative to a page under book/experiments/ (the built tree mirrors the
+# repository: <html>/book/experiments/explorer.html and <html>/_static/ from html_static_path)
+BOOK_PLOTLY_JS = "../../_static/plotly/plotly.min.js"
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 
 
@@ -186,7 +193,10 @@ def explorer_figure(selections: Sequence[Selection], *, height: int = 720):
     return fig
 
 
-def explorer_html(fig, div_id: str = DIV_ID) -> str:
-    """The figure as an HTML fragment with plotly.js inlined: works with no network and no kernel."""
-    return fig.to_html(include_plotlyjs=True, full_html=False, div_id=div_id,
+def explorer_html(fig, plotly_js: str | None = None, div_id: str = DIV_ID) -> str:
+    """The figure as an HTML fragment that works with no network and no kernel: plotly.js inlined, or
+    loaded from `plotly_js`, a relative URL of a local copy (`BOOK_PLOTLY_JS` in the book)."""
+    if plotly_js is not None and (not plotly_js.endswith(".js") or "://" in plotly_js or plotly_js.startswith("//")):
+        raise ValueError(f"plotly_js must be a relative URL of a local .js file, got {plotly_js!r}")
+    return fig.to_html(include_plotlyjs=plotly_js or True, full_html=False, div_id=div_id,
                        config={"displaylogo": False, "responsive": True})

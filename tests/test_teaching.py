@@ -210,7 +210,7 @@ def _selections():
 
 
 def test_static_explorer_figure_switches_traces_and_needs_no_network():
-    from lib.explorer_static import explorer_figure, explorer_html, top_neurons
+    from lib.explorer_static import BOOK_PLOTLY_JS, explorer_figure, explorer_html, top_neurons
 
     scores = np.array([[0.5, 0.9, 0.6], [0.95, 0.5, 0.7]])
     assert top_neurons(scores, 2) == [(1, 0), (0, 1)]
@@ -224,6 +224,29 @@ def test_static_explorer_figure_switches_traces_and_needs_no_network():
     html = explorer_html(fig)
     assert len(html) > 1_000_000, "plotly.js is inlined"
     assert not re.search(r"<script[^>]+src=", html), "no external script"
+    linked = explorer_html(fig, BOOK_PLOTLY_JS)
+    assert len(linked) < 200_000, "the book's copy of plotly.js is linked, not inlined"
+    assert re.findall(r'<script[^>]+src="([^"]+)"', linked) == [BOOK_PLOTLY_JS]
+    for bad in ("https://cdn.plot.ly/plotly.min.js", "//cdn/x.js", "plotly.css"):
+        with pytest.raises(ValueError, match="relative URL of a local .js"):
+            explorer_html(fig, bad)
+
+
+def test_book_serves_the_installed_plotly_js():
+    from lib.explorer_static import BOOK_PLOTLY_JS
+
+    """The vendored copy is the version plotly itself would inline (refresh it after upgrading plotly)."""
+    import plotly.offline
+
+    vendored = BOOK / "_static" / "plotly" / "plotly.min.js"
+    assert vendored.read_text(encoding="utf-8") == plotly.offline.get_plotlyjs(), \
+        "book/_static/plotly/plotly.min.js differs from the installed plotly's bundle"
+    assert BOOK_PLOTLY_JS.endswith("_static/plotly/plotly.min.js")
+
+
+def test_committed_notebooks_stay_small():
+    for nb in sorted((BOOK / "experiments").glob("*.ipynb")):
+        assert nb.stat().st_size < 5_000_000, f"{nb.name} is {nb.stat().st_size / 1e6:.1f} MB (limit 5 MB)"
 
 
 # --- the built book (slow) ---------------------------------------------------------------------------------
