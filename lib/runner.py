@@ -41,7 +41,7 @@ BOOK_OUT = REPO / "book" / "experiments"
 RESULTS = REPO / "results"
 SCRATCH = REPO / "_build_runs"
 NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
-             "task_specificity", "random_init_control", "explorer", "indicators", "init_transfer", "panda", "projector")
+             "task_specificity", "random_init_control", "claims", "explorer", "indicators", "init_transfer", "panda", "projector")
 # The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy).
 STUDY_NOTEBOOKS = ("indicators", "init_transfer", "panda", "projector")
 PARAMS = ("overrides", "study_overrides")

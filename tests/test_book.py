@@ -1,13 +1,12 @@
 """The smoke profile end to end: every notebook executed by papermill, then the book built with
 warnings as errors, then opened in headless Chromium. The fixtures `smoke_run` and `built_book` live in
 conftest.py (one build per session, shared with test_teaching.py)."""
-import shutil
-import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from helpers import chromium, chromium_run
 from lib.errors import ConfigError
 from lib.runner import NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
 
@@ -69,27 +68,14 @@ def test_book_builds_with_warnings_as_errors(built_book):
     assert "injected-parameters" not in transfer and "lib not found" not in transfer, "hidden cells stay hidden"
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)")
-
-
 def _dump(browser, page, tmp_path, screenshot=None):
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", "--virtual-time-budget=5000"]
     if screenshot:
-        subprocess.run([browser, *flags, f"--screenshot={screenshot}", page.as_uri()], capture_output=True,
-                       timeout=120)
-    proc = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
-    return proc.stdout
+        chromium_run(browser, page, tmp_path, f"--screenshot={screenshot}")
+    return chromium_run(browser, page, tmp_path, "--dump-dom").stdout
 
 
 def test_pages_render_in_chromium(built_book, tmp_path):
-    browser = _chromium()
+    browser = chromium()
     index = _dump(browser, built_book / "index.html", tmp_path)
     assert "Skill neurons, robustness and transfer" in index
     shot = tmp_path / "skill_neurons.png"

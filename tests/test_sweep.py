@@ -7,22 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import SHORT_STUDY, SMOKE_UNITS
 from lib.io import read_json
 from lib.prompt import load_prompt
 from lib.sweep import plan, run_ray, run_sequential, run_slurm
 from lib.units import Spec, list_units
 
-SMOKE_UNITS = [
-    "tune/synthetic/seed0", "tune/synthetic/seed1", "tune/synthetic_pair/seed0", "tune/synthetic_pair/seed1",
-    "control/synthetic/seed0",
-    "baseline/synthetic/seed0", "baseline/synthetic/seed1", "baseline/synthetic_pair/seed0",
-    "baseline/synthetic_pair/seed1",
-    "transfer/synthetic_to_synthetic_pair/seed0", "panda/synthetic_to_synthetic_pair/seed0",
-    "transfer/synthetic_to_synthetic_pair/seed1", "panda/synthetic_to_synthetic_pair/seed1",
-    "transfer/synthetic_pair_to_synthetic/seed0", "panda/synthetic_pair_to_synthetic/seed0",
-    "transfer/synthetic_pair_to_synthetic/seed1", "panda/synthetic_pair_to_synthetic/seed1",
-]
-SHORT_STUDY = {"seeds": [0], "steps": 10, "eval_every": 5}
 
 
 def _runs(root: Path) -> dict[str, Path]:

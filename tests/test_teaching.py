@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import chromium, chromium_run
 from lib.paths import REPO
 from lib.runner import NOTEBOOKS, TEMPLATES
 
@@ -256,20 +255,8 @@ def _article(page: Path) -> str:
     return text[start:text.find("</article>", start)] if start >= 0 else text
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("headless Chromium not installed (Debian package 'chromium'; .ci/run installs it)")
-
-
 def _dom(browser: str, page: Path, tmp_path: Path, budget_ms: int = 10000) -> str:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", f"--virtual-time-budget={budget_ms}",
-             "--dump-dom", page.as_uri()]
-    return subprocess.run([browser, *flags], capture_output=True, text=True, timeout=180).stdout
+    return chromium_run(browser, page, tmp_path, "--dump-dom", budget_ms=budget_ms, timeout=180).stdout
 
 
 @pytest.mark.slow
@@ -280,7 +267,7 @@ def test_math_is_rendered_offline(built_book, tmp_path):
         assert "_static/mathjax/tex-svg-full.js" in html and "cdn.jsdelivr.net/npm/mathjax" not in html, name
     assert (built_book / "_static" / "mathjax" / "tex-svg-full.js").is_file()
     assert (built_book / "book" / "method.html").read_text(encoding="utf-8").count('class="math') >= 20
-    dom = _dom(_chromium(), built_book / "book" / "experiments" / "skill_neurons.html", tmp_path)
+    dom = _dom(chromium(), built_book / "book" / "experiments" / "skill_neurons.html", tmp_path)
     assert "<mjx-container" in dom and "<svg" in dom, "MathJax did not typeset the page offline"
 
 
@@ -318,7 +305,7 @@ def test_experiment_pages_have_exercises_captions_and_clean_tables(built_book):
 def test_explorer_changes_with_the_selection_offline(built_book, tmp_path):
     """Open the built explorer page in headless Chromium (no network), pick another task/seed in the figure's
     own menu by clicking it, and see the visible traces, the panel titles and the drawn heatmap change."""
-    browser = _chromium()
+    browser = chromium()
     page = built_book / "book" / "experiments" / "explorer.html"
     html = page.read_text(encoding="utf-8")
     assert "skill-neuron-explorer" in html

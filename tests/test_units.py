@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import SHORT_STUDY, SMOKE_UNITS
 from lib.errors import ConfigError
 from lib.paths import REPO
 from lib.prompt import load_prompt
@@ -18,17 +19,6 @@ from lib.tuning import tune_prompt
 from lib.units import (Spec, Unit, dependencies, experiment_for, list_units, lock_path, main, pending_units,
                        run_unit, unit_lock)
 
-SMOKE_UNITS = [
-    "tune/synthetic/seed0", "tune/synthetic/seed1", "tune/synthetic_pair/seed0", "tune/synthetic_pair/seed1",
-    "control/synthetic/seed0",
-    "baseline/synthetic/seed0", "baseline/synthetic/seed1", "baseline/synthetic_pair/seed0",
-    "baseline/synthetic_pair/seed1",
-    "transfer/synthetic_to_synthetic_pair/seed0", "panda/synthetic_to_synthetic_pair/seed0",
-    "transfer/synthetic_to_synthetic_pair/seed1", "panda/synthetic_to_synthetic_pair/seed1",
-    "transfer/synthetic_pair_to_synthetic/seed0", "panda/synthetic_pair_to_synthetic/seed0",
-    "transfer/synthetic_pair_to_synthetic/seed1", "panda/synthetic_pair_to_synthetic/seed1",
-]
-SHORT_STUDY = {"seeds": [0], "steps": 10, "eval_every": 5}
 
 
 def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -1,0 +1,97 @@
+"""The tuning-recipe search behind the mini profile: how far joint-input prompt tuning gets per task.
+
+    python -m lib.recipe_search --task imdb --lr 0.3 --max-length 256 --max-steps 400 [--seed 0]
+    python -m lib.recipe_search --show
+
+Each call tunes one prompt on a profile's data (default `mini`) with the profile's recipe changed by
+the given fields, evaluates its best-on-dev prompt on the test split, and appends one row to
+`results/<profile>/recipe_search.csv`: the recipe, best dev accuracy, test accuracy and macro-F1, the
+test split's majority baseline and the seconds it took. A row already present for the same recipe is
+not run again (the prompt itself is resumable under `results/<profile>/recipe_search/`), so a killed
+search continues where it stopped. The book's "tuning recipe" section shows this table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+COLUMNS = ("task", "seed", "lr", "max_steps", "prompt_length", "max_length", "batch_size", "schedule",
+           "best_dev_acc", "test_acc", "test_macro_f1", "majority", "n_test", "seconds")
+
+
+def majority_rate(labels: Sequence[int]) -> float:
+    """Accuracy of always predicting the most frequent label: max_c (1/N) sum_i [y_i = c]."""
+    counts = pd.Series(list(labels)).value_counts()
+    return float(counts.max() / counts.sum()) if len(counts) else float("nan")
+
+
+def _recipe_key(row: dict) -> tuple:
+    return tuple(row[c] for c in COLUMNS[:8])
+
+
+def run_one(profile: str, task: str, seed: int, changes: dict, table: Path) -> dict:
+    from .experiments import Experiment
+    from .store import fingerprint
+    from .tuning import tune_prompt
+
+    exp = Experiment(profile, progress=False)
+    cfg = dataclasses.replace(exp.profile.tune, seed=seed, **changes)
+    row = {"task": task, "seed": seed, "lr": cfg.lr, "max_steps": cfg.max_steps, "prompt_length": cfg.prompt_length,
+           "max_length": cfg.max_length, "batch_size": cfg.batch_size, "schedule": cfg.schedule}
+    done = pd.read_csv(table) if table.is_file() else pd.DataFrame(columns=COLUMNS)
+    if any(_recipe_key(r) == _recipe_key(row) for r in done.to_dict("records")):
+        print(f"already in {table}: {row}")
+        return row
+    sp = exp.splits(task)
+    started = time.perf_counter()
+    out = exp.shared / "recipe_search" / task / fingerprint(dataclasses.asdict(cfg))
+    result = tune_prompt(exp.backbone, exp.task(task), sp["train"], sp["dev"], cfg, out, progress=False)
+    from .evaluation import evaluate
+
+    test = evaluate(exp.backbone, result.prompt, exp.task(task), exp.backbone.encode(sp["test"], cfg.max_length),
+                    max_length=cfg.max_length)
+    row.update(best_dev_acc=round(result.best_dev_accuracy, 4), test_acc=round(test.accuracy, 4),
+               test_macro_f1=round(test.macro_f1, 4), majority=round(majority_rate(test.labels), 4),
+               n_test=test.n, seconds=round(time.perf_counter() - started, 1))
+    table.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat([done, pd.DataFrame([row])], ignore_index=True)[list(COLUMNS)].to_csv(table, index=False)
+    print(row)
+    return row
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lib.recipe_search", description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="mini")
+    p.add_argument("--task")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--prompt-length", type=int)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--show", action="store_true", help="print the table and exit")
+    a = p.parse_args(argv)
+    from .paths import from_repo
+
+    table = from_repo("results") / a.profile / "recipe_search.csv"
+    if a.show:
+        print(pd.read_csv(table).to_string(index=False) if table.is_file() else f"no table yet: {table}")
+        return 0
+    if not a.task:
+        p.error("--task is required (or --show)")
+    changes = {k: v for k, v in {"lr": a.lr, "max_steps": a.max_steps, "prompt_length": a.prompt_length,
+                                 "max_length": a.max_length, "batch_size": a.batch_size,
+                                 "eval_every": a.eval_every}.items() if v is not None}
+    run_one(a.profile, a.task, a.seed, changes, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

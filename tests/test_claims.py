@@ -1,0 +1,102 @@
+"""The claims table (lib.claims): balanced thresholds, split separation, published numbers, sentences."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import claims
+from lib.verdicts import Interval, TaskStatus
+
+
+def test_threshold_sample_is_label_balanced():
+    """IMDB's first 1,000 training rows are all negative; the threshold sample must not be."""
+    labels = np.r_[np.zeros(1000), np.ones(1000)].astype(int)  # sorted like the IMDB file
+    idx = claims.balanced_sample(labels, 1000, seed=0)
+    assert len(idx) == 1000 and labels[idx].mean() == 0.5
+    assert list(idx) == sorted(set(idx))
+    assert not np.array_equal(idx, claims.balanced_sample(labels, 1000, seed=1))
+    # a rare class limits the sample: as many of each label as the rarest has
+    skewed = np.r_[np.zeros(900), np.ones(40)].astype(int)
+    idx = claims.balanced_sample(skewed, 1000)
+    assert len(idx) == 80 and skewed[idx].sum() == 40
+
+
+def test_type_pairs():
+    within, across = claims.type_pairs({"sst2": "sentiment", "imdb": "sentiment", "qnli": "nli"})
+    assert sorted(within) == [("imdb", "sst2"), ("sst2", "imdb")]
+    assert sorted(across) == [("imdb", "qnli"), ("qnli", "imdb"), ("qnli", "sst2"), ("sst2", "qnli")]
+
+
+def test_published_transfer_gap_known_answer():
+    """Su et al.'s RoBERTa table: within-type off-diagonal mean (86.1 + 73.6 + 75.5 + 47.5 + 70.0 + 66.9) / 6
+    = 69.93; across-type (1625.8 - 419.6) / 24 = 50.26; gap 19.68 points."""
+    assert claims.published_transfer_gap("roberta-base") == pytest.approx(419.6 / 6 - 1206.2 / 24, abs=1e-6)
+
+
+def test_neurons_are_selected_on_test_and_judged_on_dev(monkeypatch):
+    """Position and sign are chosen on test; the reported correctness is on dev with that rule unchanged;
+    the threshold is the mean over a label-balanced train sample."""
+    calls = []
+    rng = np.random.default_rng(0)
+    y_test, y_dev = rng.integers(0, 2, 200), rng.integers(0, 2, 120)
+    train_labels = np.r_[np.zeros(300), np.ones(100)].astype(int)
+
+    def fake_values(exp, task, seed, split, layer, neuron, rows=None):
+        calls.append((split, None if rows is None else len(rows)))
+        if split == "train":
+            assert rows is not None and train_labels[rows].mean() == 0.5
+            return np.zeros((len(rows), 3)), train_labels[rows]
+        y = y_test if split == "test" else y_dev
+        values = rng.normal(size=(len(y), 3))
+        values[:, 2] = np.where(y == 1, -1.0, 1.0)  # position 2 fires for label 0: a negated rule
+        return values, y
+
+    class Exp:
+        def splits(self, task):
+            return {"train": pd.DataFrame({"label": train_labels})}
+
+    monkeypatch.setattr(claims, "_neuron_values", fake_values)
+    correct = claims.held_out_neuron(Exp(), "t", 0, 1, 5, n_threshold=1000)
+    assert [c[0] for c in calls] == ["train", "test", "dev"]
+    assert len(correct) == len(y_dev) and correct.mean() == 1.0  # the negated rule found on test holds on dev
+
+
+def _table():
+    return pd.DataFrame([
+        {"claim_id": "RN1", "claim": "Within beats across", "paper": "x", "backbone": "m", "profile": "mini",
+         "tasks": "", "estimate": np.nan, "lo": np.nan, "hi": np.nan, "null": 0.0, "published": "+0.197",
+         "verdict": "untestable", "reason": "needs learned tasks in two types"},
+        {"claim_id": "SN1", "claim": "Skill hurts more", "paper": "y", "backbone": "m", "profile": "mini",
+         "tasks": "sst2", "estimate": 0.08, "lo": 0.047, "hi": 0.111, "null": 0.0, "published": "much larger",
+         "verdict": "supported", "reason": "95 % interval [0.047, 0.111] lies entirely > 0"}])
+
+
+def test_sentences_state_the_computed_verdict():
+    t = _table()
+    s = claims.claim_sentence(t, "SN1")
+    assert "supported" in s and "0.047 to 0.111" in s and "sst2" in s and "profile `mini`" in s
+    u = claims.claim_sentence(t, "RN1")
+    assert "untestable here" in u and "two types" in u
+    with pytest.raises(KeyError, match="RN9"):
+        claims.claim_sentence(t, "RN9")
+    md = claims.claims_markdown(t)
+    assert md.count("\n|") == 3 and "+0.080 [+0.047, +0.111]" in md and "| — |" in md
+
+
+def test_status_sentence_names_learned_and_untestable_tasks():
+    st = {"sst2": TaskStatus("sst2", Interval(0.75, 0.72, 0.78), 0.75, 0.514, True, "ok"),
+          "mrpc": TaskStatus("mrpc", Interval(0.70, 0.66, 0.74), 0.50, 0.684, False, "mean macro-F1 0.496 < 0.60")}
+    s = claims.status_sentence(st)
+    assert "Learned (1 of 2):** sst2 75.0% [72.0%, 78.0%] vs majority 51.4%" in s
+    assert "mrpc (mean macro-F1 0.496 < 0.60)" in s
+    assert claims.learned_tasks(st) == ["sst2"]
+
+
+def test_claims_stay_outside_the_cached_computation():
+    """The claims are recomputed (or keyed by `evidence_version`), so they must not change `code_version`."""
+    from lib.store import computing_modules
+
+    names = {p.name for p in computing_modules()}
+    assert "claims.py" not in names and "verdicts.py" not in names
+    assert len(claims.evidence_version()) == 16
