@@ -17,9 +17,10 @@ by the profile and by the code of this module and `lib.verdicts` (besides the st
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,9 +100,9 @@ def transfer_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot) -> 
     types = {t: exp.task(t).task_type for t in learned}
     within, across = type_pairs(types)
     if not within or not across:
-        kinds = pd.Series(types).value_counts().to_dict() if types else {}
+        kinds = ", ".join(f"{n} {k}" for k, n in pd.Series(types).value_counts().items()) if types else "none"
         return None, verdict(None, missing=f"needs learned tasks in two types, two of them in one type; learned: "
-                                           f"{kinds or 'none'}"), ""
+                                           f"{kinds}"), ""
     columns, groups = {}, {}
     for a, b in within + across:
         columns[f"{a}->{b}"] = evaluated(exp, b, source=a).correct
@@ -274,42 +275,72 @@ def statuses_cached(exp: Experiment) -> dict[str, TaskStatus]:
                                r.status == "learned", r.reason) for r in frame.itertuples()}
 
 
-def claims_cached(exp: Experiment, statuses: dict[str, TaskStatus] | None = None) -> pd.DataFrame:
-    """`claims_table`, read from `tables/claims.csv` when its key matches."""
-    return exp.store.table("claims", _key(exp), lambda: claims_table(exp, statuses))
+def claims_cached(exp: Experiment, statuses: dict[str, TaskStatus] | None = None,
+                  only: Sequence[str] | None = None) -> pd.DataFrame:
+    """`claims_table` (all claims, or `only` some), each claim cached on its own (`tables/claim-<id>.csv`),
+    so that a chapter computes only its claims and the claims chapter reuses them."""
+    wanted = list(only or CLAIM_IDS)
+    unknown_ids = [c for c in wanted if c not in CLAIM_IDS]
+    if unknown_ids:
+        raise KeyError(f"unknown claim(s) {unknown_ids}; claims: {', '.join(CLAIM_IDS)}")
+    units = list(dict.fromkeys(_UNIT[c] for c in wanted))  # RN2a and RN2b share one evaluation
+    parts = [exp.store.table(f"claim-{u}", _key(exp, claims=list(_MEMBERS[u])),
+                             lambda u=u: claims_table(exp, statuses, only=_MEMBERS[u])) for u in units]
+    table = pd.concat(parts, ignore_index=True)
+    # as read back from the CSV files, so that a fresh and a cached result are the same frame
+    table = pd.read_csv(io.StringIO(table.to_csv(index=False)))
+    return table.set_index("claim_id").loc[wanted].reset_index()
 
 
 # --- the table --------------------------------------------------------------------------------------------
-def claims_table(exp: Experiment, statuses: dict[str, TaskStatus] | None = None, **boot) -> pd.DataFrame:
-    statuses = statuses if statuses is not None else task_statuses(exp)
-    model, profile = exp.profile.model, exp.profile.name
-    rows = []
+CLAIM_IDS = ("RN1", "RN2a", "RN2b", "RN3", "RN4", "SN1")
+_UNIT = {c: "RN2" if c.startswith("RN2") else c for c in CLAIM_IDS}  # claims computed together
+_MEMBERS = {u: tuple(c for c in CLAIM_IDS if _UNIT[c] == u) for u in dict.fromkeys(_UNIT.values())}
 
-    def add(cid, claim, paper, result, published, null):
-        iv, v, tasks = result
-        rows.append({"claim_id": cid, "claim": claim, "paper": paper, "backbone": model, "profile": profile,
-                     "tasks": tasks, "estimate": None if iv is None else iv.estimate,
+
+def _claim(exp: Experiment, statuses: dict[str, TaskStatus], cid: str, cache: dict, **boot) -> tuple:
+    """(claim text, paper, (interval, verdict, tasks), published, null) of one claim."""
+    model = exp.profile.model
+    if cid == "RN1":
+        gap = published_transfer_gap("roberta-base") / 100
+        return ("Zero-shot transfer is higher within a task type than across types (within − across accuracy)",
+                "Robust-Neurons; Su et al. 2022", transfer_claim(exp, statuses, **boot),
+                f"RoBERTa-base: {gap:+.3f} (Su et al. table, off-diagonal means)", 0.0)
+    if cid in ("RN2a", "RN2b"):
+        if "adv" not in cache:
+            cache["adv"] = adversarial_claims(exp, statuses, **boot)
+        drop, below = cache["adv"]
+        if cid == "RN2a":
+            return ("Prompts lose accuracy on AdvGLUE (adversarial − clean accuracy)", "Robust-Neurons", drop,
+                    "RoBERTa and T5 both lose accuracy", 0.0)
+        return ("Prompts score below chance on AdvGLUE (adversarial accuracy vs 0.5)", "Robust-Neurons", below,
+                "RoBERTa: below chance; T5: above chance on 2 of 3 tasks", 0.5)
+    if cid == "RN3":
+        return ("Skill neurons exist: the most predictive neuron, chosen on test, beats the majority rate on dev "
+                "(held-out accuracy − majority)", "Robust-Neurons; Skill-Neuron",
+                skill_neuron_claim(exp, statuses, **boot), "RoBERTa and T5: yes", 0.0)
+    if cid == "RN4":
+        missing = verdict(None, missing=f"contrasts T5 with RoBERTa; this profile's backbone is {model}")
+        return ("Clean-data skill neurons stay among the most predictive on adversarial data (T5 yes, RoBERTa no)",
+                "Robust-Neurons", (None, missing, ""), "T5: yes; RoBERTa: no", None)
+    if cid == "SN1":
+        return ("Suppressing skill neurons hurts more than suppressing random ones (random − skill accuracy, "
+                f"{max(exp.profile.suppression_fractions):.0%} per layer, dev split)", "Skill-Neuron",
+                suppression_claim(exp, statuses, **boot), "RoBERTa: much larger drops than random", 0.0)
+    raise KeyError(f"unknown claim {cid!r}; claims: {', '.join(CLAIM_IDS)}")
+
+
+def claims_table(exp: Experiment, statuses: dict[str, TaskStatus] | None = None,
+                 only: Sequence[str] | None = None, **boot) -> pd.DataFrame:
+    """One row per claim (all of `CLAIM_IDS`, or `only` those): estimate, interval, published, verdict."""
+    statuses = statuses if statuses is not None else task_statuses(exp)
+    rows, cache = [], {}
+    for cid in (only or CLAIM_IDS):
+        claim, paper, (iv, v, tasks), published, null = _claim(exp, statuses, cid, cache, **boot)
+        rows.append({"claim_id": cid, "claim": claim, "paper": paper, "backbone": exp.profile.model,
+                     "profile": exp.profile.name, "tasks": tasks, "estimate": None if iv is None else iv.estimate,
                      "lo": None if iv is None else iv.lo, "hi": None if iv is None else iv.hi, "null": null,
                      "published": published, "verdict": v.label, "reason": v.reason})
-
-    gap = published_transfer_gap("roberta-base") / 100
-    add("RN1", "Zero-shot transfer is higher within a task type than across types (within − across accuracy)",
-        "Robust-Neurons; Su et al. 2022", transfer_claim(exp, statuses, **boot),
-        f"RoBERTa-base: {gap:+.3f} (Su et al. table, off-diagonal means)", 0.0)
-    drop, below = adversarial_claims(exp, statuses, **boot)
-    add("RN2a", "Prompts lose accuracy on AdvGLUE (adversarial − clean accuracy)", "Robust-Neurons", drop,
-        "RoBERTa and T5 both lose accuracy", 0.0)
-    add("RN2b", "Prompts score below chance on AdvGLUE (adversarial accuracy vs 0.5)", "Robust-Neurons", below,
-        "RoBERTa: below chance; T5: above chance on 2 of 3 tasks", 0.5)
-    add("RN3", "Skill neurons exist: the most predictive neuron, chosen on test, beats the majority rate on dev "
-               "(held-out accuracy − majority)", "Robust-Neurons; Skill-Neuron", skill_neuron_claim(exp, statuses, **boot),
-        "RoBERTa and T5: yes", 0.0)
-    t5_and_roberta = verdict(None, missing=f"contrasts T5 with RoBERTa; this profile's backbone is {model}")
-    add("RN4", "Clean-data skill neurons stay among the most predictive on adversarial data (T5 yes, RoBERTa no)",
-        "Robust-Neurons", (None, t5_and_roberta, ""), "T5: yes; RoBERTa: no", None)
-    add("SN1", "Suppressing skill neurons hurts more than suppressing random ones (random − skill accuracy, "
-               f"{max(exp.profile.suppression_fractions):.0%} per layer, dev split)", "Skill-Neuron",
-        suppression_claim(exp, statuses, **boot), "RoBERTa: much larger drops than random", 0.0)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -342,4 +373,4 @@ def write_claims(table: pd.DataFrame, folder: str | Path) -> tuple[Path, Path]:
 
 __all__ = ["Evaluated", "evaluated", "task_statuses", "status_table", "learned_tasks", "type_pairs",
            "published_transfer_gap", "balanced_sample", "held_out_neuron", "claims_table", "claims_markdown",
-           "write_claims", "status_sentence", "claim_sentence", "statuses_cached", "claims_cached", "evidence_version", "COLUMNS"]
+           "write_claims", "CLAIM_IDS", "status_sentence", "claim_sentence", "statuses_cached", "claims_cached", "evidence_version", "COLUMNS"]

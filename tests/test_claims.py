@@ -100,3 +100,27 @@ def test_claims_stay_outside_the_cached_computation():
     names = {p.name for p in computing_modules()}
     assert "claims.py" not in names and "verdicts.py" not in names
     assert len(claims.evidence_version()) == 16
+
+
+def test_each_claim_is_cached_on_its_own(tmp_path, monkeypatch):
+    """A chapter computes only its claims; the claims chapter reuses them; nothing learned -> untestable."""
+    from types import SimpleNamespace
+
+    from lib.profiles import get_profile
+    from lib.store import ResultsStore
+
+    exp = SimpleNamespace(profile=get_profile("mini"), control=False, store=ResultsStore(tmp_path))
+    none_learned = {"mrpc": TaskStatus("mrpc", Interval(0.70, 0.66, 0.74), 0.50, 0.684, False, "below")}
+    calls = []
+    real = claims.claims_table
+    monkeypatch.setattr(claims, "claims_table", lambda *a, **k: calls.append(k["only"]) or real(*a, **k))
+    t = claims.claims_cached(exp, none_learned, only=["RN4", "RN1"])
+    assert list(t.claim_id) == ["RN4", "RN1"] and set(t.verdict) == {"untestable"}
+    assert "all-MiniLM-L6-v2" in t.set_index("claim_id").loc["RN4", "reason"]
+    assert "learned: none" in t.set_index("claim_id").loc["RN1", "reason"]
+    assert sorted(calls) == [("RN1",), ("RN4",)]
+    assert sorted(p.name for p in (tmp_path / "tables").glob("*.csv")) == ["claim-RN1.csv", "claim-RN4.csv"]
+    again = claims.claims_cached(exp, none_learned, only=["RN1"])
+    assert len(calls) == 2 and again.equals(t[t.claim_id == "RN1"].reset_index(drop=True))
+    with pytest.raises(KeyError, match="RN7"):
+        claims.claims_cached(exp, none_learned, only=["RN7"])
