@@ -31,6 +31,37 @@ def majority_rate(labels: Sequence[int]) -> float:
     return float(counts.max() / counts.sum()) if len(counts) else float("nan")
 
 
+def summarise(table: pd.DataFrame, min_macro_f1: float = 0.60) -> pd.DataFrame:
+    """The search table with `changed` (what differs from the profile's recipe) and `meets_bar`: test
+    macro-F1 >= `min_macro_f1` and test accuracy above the majority rate. One seed per row, so this
+    is a screen for recipes worth running over all seeds, not the learned verdict (`lib.verdicts`)."""
+    out = table.copy()
+    out["meets_bar"] = (out["test_macro_f1"] >= min_macro_f1) & (out["test_acc"] > out["majority"])
+    return out.sort_values(["task", "test_macro_f1"], ascending=[True, False]).reset_index(drop=True)
+
+
+def screen_sentence(summary: pd.DataFrame, profile_recipe: dict) -> str:
+    """Per task, the best screened recipe and whether any recipe met the bar (computed, for the chapter)."""
+    parts = []
+    for task, rows in summary.groupby("task", sort=True):
+        best = rows.iloc[0]
+        changed = [f"{k} {best[k]:g}" for k in ("lr", "max_steps", "prompt_length", "max_length", "batch_size")
+                   if k in best and k in profile_recipe and best[k] != profile_recipe[k]]
+        recipe = ", ".join(changed) or "the profile's recipe"
+        verdict = "meets the bar" if bool(best["meets_bar"]) else "no recipe tried meets the bar"
+        parts.append(f"{task}: best macro-F1 {best['test_macro_f1']:.3f} (accuracy {best['test_acc']:.1%}, majority "
+                     f"{best['majority']:.1%}) with {recipe}; {verdict} ({len(rows)} recipe(s) tried)")
+    return "; ".join(parts) + "." if parts else "No recipe has been screened."
+
+
+def load(profile: str = "mini", results: str | Path = "results") -> pd.DataFrame | None:
+    """The committed search table of `profile`, or None when there is none."""
+    from .paths import from_repo
+
+    path = from_repo(results) / profile / "recipe_search.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
 def _recipe_key(row: dict) -> tuple:
     return tuple(row[c] for c in COLUMNS[:8])
 

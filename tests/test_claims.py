@@ -124,3 +124,29 @@ def test_each_claim_is_cached_on_its_own(tmp_path, monkeypatch):
     assert len(calls) == 2 and again.equals(t[t.claim_id == "RN1"].reset_index(drop=True))
     with pytest.raises(KeyError, match="RN7"):
         claims.claims_cached(exp, none_learned, only=["RN7"])
+
+
+def test_recipe_search_screen():
+    from lib.recipe_search import summarise
+
+    t = pd.DataFrame([
+        {"task": "imdb", "test_acc": 0.58, "test_macro_f1": 0.54, "majority": 0.50},
+        {"task": "imdb", "test_acc": 0.69, "test_macro_f1": 0.69, "majority": 0.50},
+        {"task": "cola", "test_acc": 0.664, "test_macro_f1": 0.40, "majority": 0.664},
+        {"task": "mrpc", "test_acc": 0.66, "test_macro_f1": 0.61, "majority": 0.684}])
+    s = summarise(t)
+    assert list(s.task) == ["cola", "imdb", "imdb", "mrpc"]
+    assert list(s.meets_bar) == [False, True, False, False]  # mrpc: F1 fine but below its majority rate
+
+
+def test_recipe_screen_sentence():
+    from lib.recipe_search import screen_sentence, summarise
+
+    t = pd.DataFrame([
+        {"task": "imdb", "lr": 0.02, "max_steps": 200, "max_length": 128, "test_acc": 0.69, "test_macro_f1": 0.6875,
+         "majority": 0.504},
+        {"task": "cola", "lr": 0.02, "max_steps": 200, "max_length": 64, "test_acc": 0.664, "test_macro_f1": 0.399,
+         "majority": 0.664}])
+    s = screen_sentence(summarise(t), {"lr": 0.02, "max_steps": 200, "max_length": 64})
+    assert s.startswith("cola: best macro-F1 0.399") and "no recipe tried meets the bar (1 recipe(s) tried)" in s
+    assert "imdb: best macro-F1 0.688 (accuracy 69.0%, majority 50.4%) with max_length 128; meets the bar" in s
