@@ -22,7 +22,9 @@ from lib.paths import REPO
 from lib.runner import NOTEBOOKS, STUDY_NOTEBOOKS
 
 TEMPLATES = sorted((REPO / "notebooks").glob("*.ipynb"))
-EXECUTED = sorted((REPO / "book" / "experiments").glob("*.ipynb")) + sorted((REPO / "book").glob("*.ipynb"))
+# the book's executed notebooks; not the runner's in-progress / failed copies (git-ignored, never published)
+EXECUTED = [p for p in sorted((REPO / "book" / "experiments").glob("*.ipynb")) + sorted((REPO / "book").glob("*.ipynb"))
+            if not p.name.endswith((".running.ipynb", ".failed.ipynb", ".interrupted.ipynb"))]
 ABSOLUTE = re.compile(r"(?<![\w.-])(?:/work/|/tmp/|/home/|/root/|/Users/|/private/|/mnt/|/var/folders/)"
                       r"|(?<![\w\\$])[A-Z]:\\[\w .-]+\\")
 
