@@ -60,6 +60,8 @@ def smoke_run(tmp_path_factory):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("experiments"))
+    (root / "results" / "mini").mkdir(parents=True)  # the introduction includes the mini claims table
+    shutil.copy(REPO / "results" / "mini" / "claims.md", root / "results" / "mini" / "claims.md")
     records = run_profile("smoke", root / "book" / "experiments", results_dir=root / "results", progress=False)
     return root, records
 
