@@ -18,6 +18,16 @@ from .profiles import Profile
 from .transfer_study import TransferStudy
 from .tuning import TuneConfig
 
+def _paper(name: str, model: str, lr: float, lr_text: str) -> Profile:
+    """The references' set-up (Robust-Neurons' configs): the two paper profiles differ in backbone and lr."""
+    return Profile(
+        name=name, model=model, tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"), seeds=(0, 1, 2, 3, 4),
+        tune=TuneConfig(prompt_length=100, lr=lr, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
+                        patience=10),
+        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
+        description=f"{model} as Robust-Neurons (lr {lr_text}, 100 tokens, batch 16); GPU and hub")
+
+
 PROFILES: Mapping[str, Profile] = MappingProxyType({
     "smoke": Profile(
         name="smoke", model="tiny-bert", tasks=("synthetic", "synthetic_pair"), seeds=(0, 1),
@@ -33,20 +43,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         adversarial={"sst2": "adv_sst2", "qnli": "adv_qnli", "rte": "adv_rte"},
         suppression_fractions=(0.0, 0.01, 0.05), n_random_draws=2, threshold_examples=1000,
         description="all-MiniLM-L6-v2 on the data available offline; 2 CPU cores"),
-    "paper": Profile(
-        name="paper", model="roberta-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
-        seeds=(0, 1, 2, 3, 4),
-        tune=TuneConfig(prompt_length=100, lr=1e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
-                        patience=10),
-        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
-        description="roberta-base as Robust-Neurons (lr 1e-3, 100 tokens, batch 16); GPU and hub"),
-    "paper_t5": Profile(
-        name="paper_t5", model="t5-base", tasks=("sst2", "imdb", "mrpc", "qqp", "mnli", "qnli"),
-        seeds=(0, 1, 2, 3, 4),
-        tune=TuneConfig(prompt_length=100, lr=5e-3, batch_size=16, max_steps=30000, eval_every=1000, max_length=128,
-                        patience=10),
-        data=DataConfig(), adversarial={"sst2": "adv_sst2", "qqp": "adv_qqp", "mnli": "adv_mnli", "qnli": "adv_qnli"},
-        description="t5-base as Robust-Neurons (lr 5e-3, 100 tokens, batch 16); GPU and hub"),
+    "paper": _paper("paper", "roberta-base", lr=1e-3, lr_text="1e-3"),
+    "paper_t5": _paper("paper_t5", "t5-base", lr=5e-3, lr_text="5e-3"),
 })
 
 
