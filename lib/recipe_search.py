@@ -21,14 +21,10 @@ from typing import Sequence
 
 import pandas as pd
 
+from .verdicts import majority_rate
+
 COLUMNS = ("task", "seed", "lr", "max_steps", "prompt_length", "max_length", "batch_size", "schedule",
            "best_dev_acc", "test_acc", "test_macro_f1", "majority", "n_test", "seconds")
-
-
-def majority_rate(labels: Sequence[int]) -> float:
-    """Accuracy of always predicting the most frequent label: max_c (1/N) sum_i [y_i = c]."""
-    counts = pd.Series(list(labels)).value_counts()
-    return float(counts.max() / counts.sum()) if len(counts) else float("nan")
 
 
 def summarise(table: pd.DataFrame, min_macro_f1: float = 0.60) -> pd.DataFrame:
