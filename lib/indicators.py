@@ -17,6 +17,7 @@ from .hooks import record_ffn
 from .models import Backbone, Batch
 
 METRICS = ("cosine", "euclidean")
+ON_POSITIONS = ("all", "readout")
 REDUCTIONS = ("flat", "mean")
 
 
@@ -44,8 +45,17 @@ def prompt_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "cosine", 
 
 
 @torch.no_grad()
-def activated_neurons(backbone: Backbone, prompt: torch.Tensor, part: str = "encoder") -> torch.Tensor:
-    """Boolean (layers, positions, neurons): which FFN neurons fire (> 0) with the prompt alone as input."""
+def activated_neurons(backbone: Backbone, prompt: torch.Tensor, part: str = "encoder",
+                      positions: str = "all") -> torch.Tensor:
+    """Boolean (layers, positions, neurons): which FFN neurons fire (> 0) with the prompt alone as input.
+
+    positions='readout' reads them where Su et al. do: a masked LM's `<mask>` slot (prompt position 0),
+    T5's decoder at its first step (`part` is then 'decoder'); 'all' keeps every prompt position.
+    """
+    if positions not in ON_POSITIONS:
+        raise unknown("ON positions", positions, ON_POSITIONS)
+    if positions == "readout" and backbone.head == "t5":
+        part = "decoder"
     backbone.check_prompt(prompt)
     empty = Batch(torch.zeros((1, 0), dtype=torch.long), torch.zeros((1, 0), dtype=torch.long), None,
                   torch.zeros(1, dtype=torch.long))
@@ -55,6 +65,8 @@ def activated_neurons(backbone: Backbone, prompt: torch.Tensor, part: str = "enc
         else:
             backbone.encode_prompted(prompt.to(backbone.device), empty)
         acts = rec.stacked()[0]
+    if positions == "readout" and backbone.head != "t5":
+        acts = acts[:, :1]
     return (acts > 0).cpu()
 
 

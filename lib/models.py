@@ -27,6 +27,7 @@ from .errors import CompendiumError, ConfigError, unknown
 from .tasks import Task, get_task
 
 HEADS = ("auto", "mlm", "tied", "t5")
+PROMPT_POSITIONS = ("ordinary", "zero")
 MLM_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
 T5_MODEL_TYPES = ("t5",)
 MINILM_ALIASES = ("all-minilm-l6-v2", "minilm", "sentence-transformers/all-minilm-l6-v2")
@@ -71,9 +72,21 @@ class Batch:
 class Backbone:
     """A frozen pretrained model with the one scoring path prompt tuning needs."""
 
-    def __init__(self, model: nn.Module, tokenizer, head: str, name: str) -> None:
+    def __init__(self, model: nn.Module, tokenizer, head: str, name: str, *, verbalizer_space: bool = True,
+                 prompt_positions: str = "ordinary") -> None:
+        """`verbalizer_space`: RoBERTa label words tokenised with a leading space (`Ġpositive`); the
+        references score the no-space ids (False). `prompt_positions='zero'`: the prompt slots get zero
+        position embeddings and the text keeps the positions it has without a prompt (Robust-Neurons,
+        Su et al.); 'ordinary' numbers prompt and text consecutively. Neither changes WordPiece or T5
+        backbones' verbalizers; zero positions need learned absolute position embeddings."""
         if head not in HEADS[1:]:
             raise unknown("head", head, HEADS[1:])
+        if prompt_positions not in PROMPT_POSITIONS:
+            raise unknown("prompt positions", prompt_positions, PROMPT_POSITIONS)
+        if prompt_positions == "zero" and head == "t5":
+            raise ConfigError("prompt_positions='zero' needs absolute position embeddings; T5's are relative")
+        self.verbalizer_space = verbalizer_space
+        self.prompt_positions = prompt_positions
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.head = head
@@ -116,6 +129,17 @@ class Backbone:
             n -= int(self.config.pad_token_id) + 1  # RoBERTa positions start after the padding index
         return n
 
+    @property
+    def readout(self) -> dict[str, object]:
+        """The readout options that differ from the defaults (enters run signatures only then, so that
+        prompts tuned before these options existed keep their keys)."""
+        out: dict[str, object] = {}
+        if not self.verbalizer_space and self.model_type in ("roberta", "xlm-roberta"):
+            out["verbalizer_space"] = False
+        if self.prompt_positions != "ordinary":
+            out["prompt_positions"] = self.prompt_positions
+        return out
+
     def to(self, device: str | torch.device) -> "Backbone":
         self.model.to(device)
         return self
@@ -138,8 +162,8 @@ class Backbone:
         """
         ids = []
         for word in words:
-            pieces = self.tokenizer(" " + word if self.model_type in ("roberta", "xlm-roberta") else word,
-                                    add_special_tokens=False)["input_ids"]
+            spaced = self.verbalizer_space and self.model_type in ("roberta", "xlm-roberta")
+            pieces = self.tokenizer(" " + word if spaced else word, add_special_tokens=False)["input_ids"]
             if self.head == "t5":
                 pieces = [p for p in pieces if p != self.tokenizer.convert_tokens_to_ids("▁")] or pieces
                 if not pieces:
@@ -196,7 +220,8 @@ class Backbone:
         if self.head != "t5" and prompt.shape[0] < 1:
             raise ConfigError("masked-LM prompts need at least one position (the mask slot)")
         limit = self.max_positions
-        if limit is not None and max_length is not None and prompt.shape[0] + max_length > limit:
+        used = 0 if self.prompt_positions == "zero" else prompt.shape[0]
+        if limit is not None and max_length is not None and used + max_length > limit:
             raise ConfigError(f"prompt length {prompt.shape[0]} + max_length {max_length} exceeds the "
                               f"{limit} positions of backbone {self.name!r}")
 
@@ -228,7 +253,34 @@ class Backbone:
             kwargs["token_type_ids"] = torch.cat(
                 [torch.zeros(types.shape[0], embeds.shape[1] - types.shape[1], dtype=types.dtype,
                              device=self.device), types], dim=1)
+        if self.prompt_positions == "zero":
+            with self._zero_prompt_positions(prompt.shape[0], embeds.shape[1]) as position_ids:
+                states = self.encoder(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
+                                      **kwargs).last_hidden_state
+            return states, attn
         return self.encoder(inputs_embeds=embeds, attention_mask=attn, **kwargs).last_hidden_state, attn
+
+    @contextmanager
+    def _zero_prompt_positions(self, n_prompt: int, width: int) -> Iterator[torch.Tensor]:
+        """Position ids that number the text as if there were no prompt, and a hook that zeroes the
+        position embeddings of the first `n_prompt` slots: e_pos(i) = 0 for i < n_prompt. Removed on exit."""
+        first = int(self.config.pad_token_id) + 1 if self.model_type in ("roberta", "xlm-roberta") else 0
+        ids = torch.cat([torch.full((n_prompt,), first, dtype=torch.long),
+                         torch.arange(first, first + width - n_prompt, dtype=torch.long)]).to(self.device)
+        table = getattr(getattr(self.encoder, "embeddings", None), "position_embeddings", None)
+        if not isinstance(table, nn.Embedding):
+            raise ConfigError(f"backbone {self.name!r} has no absolute position-embedding table to zero")
+
+        def zero_prompt_rows(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            keep = torch.ones(output.shape[-2], 1, dtype=output.dtype, device=output.device)
+            keep[:n_prompt] = 0
+            return output * keep
+
+        handle = table.register_forward_hook(zero_prompt_rows, prepend=True)  # before any observer
+        try:
+            yield ids.unsqueeze(0)
+        finally:
+            handle.remove()
 
     def label_logits(self, prompt: torch.Tensor, batch: Batch, verbalizer_ids: torch.Tensor) -> torch.Tensor:
         """(batch, n_labels) logits of the verbalizer tokens; only these are computed."""
@@ -327,7 +379,8 @@ def _detect_head(config, head: str) -> str:
 
 
 def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.device = "cpu",
-                  local_files_only: bool | None = None) -> Backbone:
+                  local_files_only: bool | None = None, verbalizer_space: bool = True,
+                  prompt_positions: str = "ordinary") -> Backbone:
     """Load a frozen backbone from a hub id, a local folder, or an alias ('all-MiniLM-L6-v2').
 
     head='auto' picks 't5' for T5, 'mlm' for checkpoints saved with a masked-LM head, and 'tied'
@@ -359,7 +412,8 @@ def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model {name_or_path!r}: {str(exc).strip().splitlines()[0]}") from None
     model.to(torch.float32)
-    return Backbone(model, tokenizer, resolved, name_or_path).to(device)
+    return Backbone(model, tokenizer, resolved, name_or_path, verbalizer_space=verbalizer_space,
+                    prompt_positions=prompt_positions).to(device)
 
 
 def randomized_copy(backbone: Backbone, seed: int = 0) -> Backbone:
@@ -376,4 +430,5 @@ def randomized_copy(backbone: Backbone, seed: int = 0) -> Backbone:
         except TypeError:
             model = cls(backbone.config)
     return Backbone(model.to(torch.float32), backbone.tokenizer, backbone.head,
-                    f"{backbone.name}+random-init(seed={seed})").to(backbone.device)
+                    f"{backbone.name}+random-init(seed={seed})", verbalizer_space=backbone.verbalizer_space,
+                    prompt_positions=backbone.prompt_positions).to(backbone.device)

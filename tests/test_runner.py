@@ -78,6 +78,9 @@ def test_overrides_go_to_a_scratch_folder_unless_published():
     assert runner.destinations("mini", {"seeds": [0]}) == (out, results), "the same overrides, the same folder"
     assert runner.destinations("mini", {"seeds": [1]})[0] != out
     assert runner.destinations("mini", None, {"beta": 0.5})[0] != out
+    # another profile without overrides goes to its own scratch folder, never into the book
+    assert runner.destinations("class") == (runner.SCRATCH / "class" / "experiments", runner.SCRATCH / "class" / "results")
+    assert runner.destinations("class", publish=True) == book
     assert "_build_runs/" in (REPO / ".gitignore").read_text().splitlines()
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lib.analyses import (bootstrap_ci, clean_vs_adversarial, layer_distribution, percentile_ranks,
+from lib.analyses import (clean_vs_adversarial, layer_distribution, percentile_ranks,
                           suppression_curve, task_specificity)
 from lib.data import DataConfig, load_splits
 from lib.errors import ConfigError
@@ -207,11 +207,31 @@ def test_task_specificity_and_clean_vs_adversarial():
         clean_vs_adversarial(a, a[:2])
 
 
-def test_bootstrap_ci_brackets_the_accuracy():
-    correct = np.array([1] * 60 + [0] * 40)
-    ci = bootstrap_ci(correct, n_boot=4000, seed=1)
-    assert ci["accuracy"] == 0.6 and ci["lo"] < 0.6 < ci["hi"]
-    assert 0.08 < ci["hi"] - ci["lo"] < 0.22  # about 2 * 1.96 * sqrt(.24 / 100) = 0.19
-    assert bootstrap_ci(correct, seed=1) == bootstrap_ci(correct, seed=1)
-    with pytest.raises(ConfigError, match="non-empty"):
-        bootstrap_ci([])
+def test_suppression_selects_neurons_on_dev_and_suppresses_on_test(smoke_run, monkeypatch):
+    """Selecting and testing on one split would let the selection's noise count as an effect."""
+    import lib.chapters as chapters
+    from lib.experiments import Experiment
+
+    root, _ = smoke_run
+    exp = Experiment("smoke", root / "results", progress=False)
+    monkeypatch.setattr(chapters, "cached", lambda exp, name, args, compute: compute())
+    splits_asked, seen = [], {}
+    original = exp.mean_scores
+
+    def recording_mean_scores(task, eval_task=None, split="test"):
+        splits_asked.append(split)
+        return original(task, eval_task, split)
+
+    def recording_curve(backbone, prompt, task, encoded, scores, *args, **kwargs):
+        seen.update(encoded=encoded, scores=scores)
+        return pd.DataFrame({"fraction": [0.0]})
+
+    monkeypatch.setattr(exp, "mean_scores", recording_mean_scores)
+    monkeypatch.setattr(chapters, "suppression_curve", recording_curve)
+    chapters.suppression_table(exp, tasks=("synthetic",))
+    assert splits_asked and set(splits_asked) == {"dev"}
+    assert seen["encoded"] is exp.encoded("synthetic", "test")
+    assert torch.equal(seen["scores"], original("synthetic", split="dev"))
+    assert not torch.equal(seen["scores"], original("synthetic", split="test"))
+    with pytest.raises(ConfigError, match="'dev' or 'test'"):
+        exp.neuron_scores("synthetic", 0, split="train")

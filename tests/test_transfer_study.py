@@ -87,7 +87,7 @@ def test_transfer_runs_curves_and_panda(smoke_methods):
     exp = tm.exp
     row = runs[(runs.arm == "transfer") & (runs.source == "synthetic")].iloc[0]
     zero_shot = evaluate(exp.backbone, exp.prompt("synthetic", 0), exp.task("synthetic_pair"),
-                         exp.encoded("synthetic_pair", "dev"), max_length=exp.profile.tune.max_length).accuracy
+                         exp.encoded("synthetic_pair", "dev"), max_length=exp.max_length("synthetic_pair")).accuracy
     assert row.start_dev == zero_shot
     base = runs[runs.arm == "baseline"].set_index("target")
     for r in runs.itertuples():
@@ -117,3 +117,18 @@ def test_projector_into_another_profiles_backbone(tmp_path):
     with pytest.raises(ConfigError, match="unknown projector target 'gpt2'"):
         study.replace(projector_target="gpt2")
     assert STUDIES["paper"].projector_target == "paper_t5"
+
+
+def test_skill_neuron_similarity_known_answers():
+    import torch
+
+    from lib.transfer_study import skill_neuron_similarity
+
+    a = torch.tensor([[0.9, 0.8, 0.5, 0.6], [0.55, 0.9, 0.7, 0.6]])
+    same = skill_neuron_similarity(a, a, fraction=0.5)
+    assert same == {"skill_neuron_overlap": 1.0, "predictivity_spearman": pytest.approx(1.0)}
+    b = torch.tensor([[0.5, 0.6, 0.9, 0.8], [0.55, 0.9, 0.6, 0.7]])  # layer 0: disjoint tops; layer 1: one of two
+    r = skill_neuron_similarity(a, b, fraction=0.5)
+    assert r["skill_neuron_overlap"] == pytest.approx((0 + 0.5) / 2)
+    with pytest.raises(ConfigError, match="shapes differ"):
+        skill_neuron_similarity(a, b[:1], fraction=0.5)

@@ -112,7 +112,7 @@ def test_an_interrupted_unit_resumes_to_the_prompt_of_an_uninterrupted_run(tmp_p
     torch.set_num_threads(1)
     try:
         with pytest.raises(KeyboardInterrupt):  # killed after the checkpoint of step 50
-            tune_prompt(exp.backbone, exp.task(unit.task), sp["train"], sp["dev"], exp.tune_config(unit.seed),
+            tune_prompt(exp.backbone, exp.task(unit.task), sp["train"], sp["dev"], exp.tune_config(unit.seed, unit.task),
                         exp.prompt_dir(unit.task, unit.seed), progress=False, on_step=stop)
         resumed = run_unit(cut, unit)
         reference = run_unit(whole, unit)
