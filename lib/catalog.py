@@ -55,8 +55,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
                         carve_train_from_test=True),
         adversarial={"sst2": "adv_sst2"}, suppression_fractions=(0.0, 0.01, 0.05), n_random_draws=1,
         threshold_examples=200,
-        description="a 90-minute lab: all-MiniLM-L6-v2, SST-2 and 20 Newsgroups, one seed, 60 steps; "
-                    "about 10 minutes on a 2-core laptop (book/teaching.md)"),
+        description="a 90-minute lab (book/teaching.md): all-MiniLM-L6-v2, SST-2 and 20 Newsgroups, one seed, "
+                    "60 steps on 1,000 examples"),
     "paper": _paper("paper", "roberta-base", lr=1e-3, lr_text="1e-3", epochs=76, verbalizer_space=False,
                     prompt_positions="zero"),
     "paper_t5": _paper("paper_t5", "t5-base", lr=5e-3, lr_text="5e-3", epochs=200),

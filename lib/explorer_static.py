@@ -122,7 +122,11 @@ def explorer_data(exp: Experiment, tasks: Sequence[str] | None = None, seeds: Se
 
 
 def _titles(sel: Selection) -> list[str]:
-    heat = f"{sel.task}, seed {sel.seed}: predictivity of every FFN neuron (layer x neuron)"
+    from .intervals import majority_rate
+
+    no_skill = majority_rate(np.asarray(sel.labels))  # a constant neuron's predictivity on these examples
+    heat = (f"{sel.task}, seed {sel.seed}: predictivity of every FFN neuron (layer x neuron); "
+            f"no-skill reference {no_skill:.3f}")
     return [heat] + [f"#{r + 1}: layer {layer}, neuron {n}<br>pred {sel.scores[layer, n]:.3f}, at p{p}"
                      for r, ((layer, n), p) in enumerate(zip(sel.neurons, sel.positions))]
 
