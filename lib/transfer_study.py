@@ -378,7 +378,9 @@ class TransferMethods:
                         ev = evaluate(backbone, prompt, b_data.task(task), enc, max_length=exp.max_length(task))
                         rows.append({"method": method, "seed": seed, "task": task, "accuracy": ev.accuracy,
                                      "macro_f1": ev.macro_f1, "backbone_b": b.name,
-                                     "final_distance_loss": dist_losses[-1], "final_task_loss": task_losses[-1],
-                                     "first_task_loss": task_losses[0]})
+                                     # the task loss of one step is one batch's: average a few steps at each end
+                                     "final_distance_loss": dist_losses[-1],
+                                     "final_task_loss": float(np.mean(task_losses[-5:])),
+                                     "first_task_loss": float(np.mean(task_losses[:5]))})
             return pd.DataFrame(rows)
         return cached(exp, "projector", self._projector_key(), compute)

@@ -47,7 +47,7 @@ def test_study_configuration_is_validated():
         get_study("mini", {"step": 3})
     with pytest.raises(ConfigError, match="unknown transfer study"):
         get_study("nope")
-    assert get_study("paper_t5") == STUDIES["paper"]
+    assert get_study("paper_t5") == STUDIES["paper_t5"] and get_study("paper_t5").projector_target == "paper"
     exp = Experiment("mini", "/nonexistent", progress=False)
     with pytest.raises(ConfigError, match=r"does not tune: \['cola'\]"):
         TransferMethods(exp, base.replace(pairs=[("sst2", "cola")]))
@@ -60,7 +60,7 @@ def smoke_methods(tmp_path_factory):
     exp = Experiment(Experiment("smoke").profile.replace(seeds=[0], tune={"max_steps": 60, "eval_every": 30}),
                      tmp_path_factory.mktemp("study"), progress=False)
     study = get_study("smoke", {"seeds": (0,), "steps": 20, "eval_every": 10, "projector_seeds": (0,),
-                                "projector_distance_steps": 50, "projector_task_steps": 10})
+                                "projector_distance_steps": 50, "projector_task_steps": 60})
     return TransferMethods(exp, study)
 
 
