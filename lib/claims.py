@@ -246,14 +246,9 @@ def claim_sentence(table: pd.DataFrame, claim_id: str) -> str:
 # --- cached tables -----------------------------------------------------------------------------------------
 def evidence_version() -> str:
     """Hash of the code of this module and `lib.verdicts` (not part of `lib.store.code_version`)."""
-    import hashlib
+    from .store import source_version
 
-    from .store import code_text
-
-    h = hashlib.sha256()
-    for mod in ("claims", "verdicts"):
-        h.update(code_text((Path(__file__).parent / f"{mod}.py").read_text(encoding="utf-8")).encode())
-    return h.hexdigest()[:16]
+    return source_version([Path(__file__).parent / f"{mod}.py" for mod in ("claims", "verdicts")])
 
 
 def _key(exp: Experiment, **extra) -> dict:

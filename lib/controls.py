@@ -16,7 +16,6 @@ by a hash of this module instead (`controls_version`).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,9 +33,9 @@ CONDITIONS = ("tuned prompt", "labels permuted", "untuned prompt")
 
 
 def controls_version() -> str:
-    from .store import code_text
+    from .store import source_version
 
-    return hashlib.sha256(code_text(Path(__file__).read_text(encoding="utf-8")).encode()).hexdigest()[:16]
+    return source_version([Path(__file__)])
 
 
 def permuted_labels(enc: Encoded, seed: int) -> Encoded:

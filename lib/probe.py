@@ -11,7 +11,6 @@ Not part of `lib.store.code_version()`; its table is keyed by a hash of this mod
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,9 @@ from .models import Backbone, Encoded
 
 
 def probe_version() -> str:
-    from .store import code_text
+    from .store import source_version
 
-    return hashlib.sha256(code_text(Path(__file__).read_text(encoding="utf-8")).encode()).hexdigest()[:16]
+    return source_version([Path(__file__)])
 
 
 @torch.no_grad()

@@ -85,14 +85,19 @@ def code_text(source: str) -> str:
     return "\n".join(line.strip() for i, line in enumerate(lines, 1) if i not in drop and line.strip())
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """Hash of the code (`code_text`) of the modules that compute cached results (`computing_modules`)."""
+def source_version(sources: Sequence[Path]) -> str:
+    """Hash of the code (`code_text`) of some modules, named: the key of results computed by them."""
     h = hashlib.sha256()
-    for src in computing_modules():
+    for src in sources:
         h.update(src.name.encode())
         h.update(code_text(src.read_text(encoding="utf-8")).encode())
     return h.hexdigest()[:KEY_CHARS]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the code of the modules that compute cached results (`computing_modules`)."""
+    return source_version(computing_modules())
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:
