@@ -58,11 +58,13 @@ clean: clean-book
 # book/experiments and results/; with them into _build_runs/<profile>-<hash>/ unless PUBLISH=1.
 #   make run PROFILE=mini            make run PROFILE=mini ONLY=transfer
 #   make run PROFILE=mini OVERRIDES='{"seeds": [0]}'            make run PROFILE=mini ONLY=panda STUDY='{"beta": 0.5}'
+#   make run PROFILE=mini ONLY=pruning APPS='{"kept_fractions": [0.5, 0.3], "verdict_fraction": 0.3}'   (the application chapters' settings)
 #   OUT=dir RESULTS=dir choose the folders yourself.
 PROFILE ?= mini
 ONLY ?=
 OVERRIDES ?=
 STUDY ?=
+APPS ?=
 PUBLISH ?=
 OUT ?=
 RESULTS ?=
@@ -73,7 +75,7 @@ data: $(STAMP)
 
 run: $(STAMP) $(if $(filter mini class,$(PROFILE)),data)
 	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
-	  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') \
+	  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') $(if $(APPS),--apps '$(APPS)') \
 	  $(if $(filter 1 yes true,$(PUBLISH)),--publish) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)')
 
 run-smoke: $(STAMP)
@@ -87,4 +89,5 @@ bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python predictivity_memory.py --sizes 1000 5000
 	cd benchmarks && ../$(BIN)/python roofline.py
 	cd benchmarks && ../$(BIN)/python paper_cost.py
+	cd benchmarks && ../$(BIN)/python pruning.py
 	$(BIN)/python -m papermill notebooks/performance.ipynb book/performance.ipynb --cwd . -k python3

@@ -4,6 +4,7 @@
     python -m lib.runner --profile mini --only transfer      # one notebook
     python -m lib.runner --profile mini -p 'overrides={"seeds": [0]}'    # into _build_runs/mini-<hash>/
     python -m lib.runner --profile mini --only panda --study '{"beta": 0.5}'
+    python -m lib.runner --profile mini --only pruning --apps '{"kept_fractions": [0.5, 0.3], "verdict_fraction": 0.3}'
     python -m lib.runner --profile mini -p 'overrides={"seeds": [0]}' --publish   # into the book after all
 
 A run with overrides writes its notebooks and results into a scratch folder
@@ -42,10 +43,17 @@ RESULTS = REPO / "results"
 SCRATCH = REPO / "_build_runs"
 BOOK_PROFILE = "mini"  # the profile whose executed chapters the book shows (book/experiments, results/)
 NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
-             "task_specificity", "random_init_control", "claims", "explorer", "indicators", "init_transfer", "panda", "projector")
-# The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy).
+             "task_specificity", "random_init_control", "claims", "explorer", "indicators", "init_transfer", "panda",
+             "projector")
+# The application chapters (pruning, other tuning methods, model tuning): run with --only, tested on the smoke
+# profile; they join NOTEBOOKS (and the book's table of contents) once executed on the book's profile.
+APP_NOTEBOOKS = ("pruning", "other_tuning", "model_tuning")
+SELECTABLE = NOTEBOOKS + APP_NOTEBOOKS
+# The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy),
+# the application chapters `app_overrides` (fields of lib.applications.ApplicationsConfig).
 STUDY_NOTEBOOKS = ("indicators", "init_transfer", "panda", "projector")
-PARAMS = ("overrides", "study_overrides")
+PARAMS = ("overrides", "study_overrides", "app_overrides")
+SCOPED = {"study_overrides": STUDY_NOTEBOOKS, "app_overrides": APP_NOTEBOOKS}
 BATCH_ENV = "COMPENDIUM_BATCH"
 # lib modules about how notebooks are run or the book is built, not what the notebooks compute.
 NOT_NOTEBOOK_INPUTS = frozenset({"runner.py", "progress.py", "paths.py", "book_config.py", "units.py", "sweep.py",
@@ -73,24 +81,28 @@ def _fingerprint(template: Path, parameters: dict[str, Any]) -> str:
 def select(only: Sequence[str] | None) -> list[str]:
     if not only:
         return list(NOTEBOOKS)
-    bad = [n for n in only if n not in NOTEBOOKS]
+    bad = [n for n in only if n not in SELECTABLE]
     if bad:
-        raise ConfigError(f"unknown notebook(s) {bad}; valid: {', '.join(NOTEBOOKS)}")
-    return [n for n in NOTEBOOKS if n in only]
+        raise ConfigError(f"unknown notebook(s) {bad}; valid: {', '.join(SELECTABLE)}")
+    return [n for n in SELECTABLE if n in only]
 
 
 def destinations(profile: str, overrides: Mapping[str, Any] | None = None,
-                 study_overrides: Mapping[str, Any] | None = None, *, publish: bool = False) -> tuple[Path, Path]:
+                 study_overrides: Mapping[str, Any] | None = None, *, publish: bool = False,
+                 app_overrides: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
     """(notebook folder, results folder) of a run: the book's own for the book's profile without overrides
     or with `publish`, else a scratch folder named by the profile (and a hash of the overrides, one per
     setting tried). Another profile (`class`, `paper`) never overwrites the book's executed chapters."""
     if publish:
         return BOOK_OUT, RESULTS
-    if not (overrides or study_overrides):
+    if not (overrides or study_overrides or app_overrides):
         if profile == BOOK_PROFILE:
             return BOOK_OUT, RESULTS
         return SCRATCH / profile / "experiments", SCRATCH / profile / "results"
-    key = json.dumps({"overrides": overrides or {}, "study_overrides": study_overrides or {}}, sort_keys=True)
+    given = {"overrides": overrides or {}, "study_overrides": study_overrides or {}}
+    if app_overrides:  # only when used: the scratch folders of earlier runs keep their names
+        given["app_overrides"] = dict(app_overrides)
+    key = json.dumps(given, sort_keys=True)
     root = SCRATCH / f"{profile}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
     return root / "experiments", root / "results"
 
@@ -98,7 +110,8 @@ def destinations(profile: str, overrides: Mapping[str, Any] | None = None,
 def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir: str | Path | None = None,
                 only: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
                 study_overrides: Mapping[str, Any] | None = None, publish: bool = False, force: bool = False,
-                progress: bool = True, templates: str | Path = TEMPLATES) -> list[dict]:
+                progress: bool = True, templates: str | Path = TEMPLATES,
+                app_overrides: Mapping[str, Any] | None = None) -> list[dict]:
     """Execute the selected notebooks in order; return one record per notebook (ran / skipped, seconds).
 
     `out_dir` / `results_dir` default to `destinations(...)`: the book's folders, or a scratch folder
@@ -108,15 +121,23 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
 
     overrides = parse_overrides(overrides)
     study_overrides = parse_overrides(study_overrides, "study_overrides")
+    app_overrides = parse_overrides(app_overrides, "app_overrides")
     prof = get_profile(profile).replace(**overrides)  # validates the overrides before any work
     names = select(only)
+    scoped = {"study_overrides": study_overrides, "app_overrides": app_overrides}
+    for param, value in scoped.items():
+        if value and not set(names) & set(SCOPED[param]):
+            raise ConfigError(f"{param} apply to the notebooks {', '.join(SCOPED[param])} only")
     if study_overrides:
-        if not set(names) & set(STUDY_NOTEBOOKS):
-            raise ConfigError(f"study_overrides apply to the notebooks {', '.join(STUDY_NOTEBOOKS)} only")
         from .transfer_study import get_study
 
         get_study(prof.name, study_overrides)  # validates the study overrides before any work
-    default_out, default_results = destinations(profile, overrides, study_overrides, publish=publish)
+    if app_overrides:
+        from .applications import get_applications
+
+        get_applications(prof.name, app_overrides)  # validates the application overrides before any work
+    default_out, default_results = destinations(profile, overrides, study_overrides, publish=publish,
+                                                app_overrides=app_overrides)
     out = Path(out_dir) if out_dir is not None else default_out
     results = Path(results_dir) if results_dir is not None else default_results
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +147,9 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         if not template.is_file():
             raise ConfigError(f"notebook template not found: {template}")
         params: dict[str, Any] = {"profile": profile, "results_dir": portable(results), "overrides": overrides}
-        if study_overrides and name in STUDY_NOTEBOOKS:
-            params["study_overrides"] = study_overrides
+        for param, value in scoped.items():
+            if value and name in SCOPED[param]:
+                params[param] = value
         stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()})
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
         partial = out / f"{name}.running.ipynb"  # renamed to <name>.failed.ipynb if the notebook fails
@@ -165,6 +187,7 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         seconds = round(time.perf_counter() - t0, 1)
         record = {"notebook": name, "status": "ran", "seconds": seconds, "fingerprint": stamp, "profile": prof.name,
                   "overrides": overrides, "study_overrides": params.get("study_overrides", {}),
+                  **({"app_overrides": params["app_overrides"]} if "app_overrides" in params else {}),
                   "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json(info, record)
         records.append(record)
@@ -282,7 +305,8 @@ def machine() -> str:
 
 def _settings(record: Mapping[str, Any]) -> str:
     """The overrides of a run as JSON in a table cell ('none' without any)."""
-    parts = [f"`{json.dumps(record[k], sort_keys=True)}`" + (" (study)" if k == "study_overrides" else "")
+    suffix = {"study_overrides": " (study)", "app_overrides": " (applications)"}
+    parts = [f"`{json.dumps(record[k], sort_keys=True)}`" + suffix.get(k, "")
              for k in PARAMS if record.get(k)]
     return " ".join(parts) if parts else "none"
 
@@ -294,7 +318,7 @@ def write_summary(out: Path, profile: str, results: Path | None = None) -> None:
     result (recorded when it was first computed) and of the prompt-tuning runs is reported too.
     """
     rows, total = [], 0.0
-    for name in NOTEBOOKS:
+    for name in SELECTABLE:
         info = out / ".runinfo" / f"{name}.json"
         if info.is_file():
             r = read_json(info)
@@ -379,6 +403,11 @@ def overridable_fields() -> list[tuple[str, str, str, dict[str, str]]]:
     for f in dataclasses.fields(next(iter(STUDIES.values()))):
         rows.append(("study_overrides", f.name, _type(f),
                      {p: json.dumps(_jsonable(getattr(s, f.name))) for p, s in studies.items()}))
+    from .applications import APPLICATIONS
+
+    for f in dataclasses.fields(next(iter(APPLICATIONS.values()))):
+        rows.append(("app_overrides", f.name, _type(f),
+                     {p: json.dumps(_jsonable(getattr(a, f.name))) for p, a in APPLICATIONS.items() if p in PROFILES}))
     return rows
 
 
@@ -427,8 +456,8 @@ def write_fields_page(page: Path = FIELDS_PAGE) -> None:
 def _parse_param(text: str) -> tuple[str, dict[str, Any]]:
     key, sep, value = text.partition("=")
     if not sep or key not in PARAMS:
-        raise ConfigError(f"parameters are given as overrides='{{...json...}}' or study_overrides='{{...json...}}', "
-                          f"got {text!r}")
+        raise ConfigError(f"parameters are given as overrides='{{...json...}}', study_overrides='{{...json...}}' or "
+                          f"app_overrides='{{...json...}}', got {text!r}")
     return key, parse_overrides(value, key)
 
 
@@ -441,11 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "_build_runs/<profile>-<hash>/experiments)")
     ap.add_argument("--results", help="folder for prompts, tables and scores (default: results; with overrides "
                                       "_build_runs/<profile>-<hash>/results)")
-    ap.add_argument("--only", nargs="*", help=f"notebooks to run (default all): {' '.join(NOTEBOOKS)}")
+    ap.add_argument("--only", nargs="*", help=f"notebooks to run (default: the book's {' '.join(NOTEBOOKS)}; "
+                                             f"also {' '.join(APP_NOTEBOOKS)})")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=JSON",
                     help="overrides='{\"seeds\": [0]}' or study_overrides='{\"beta\": 0.5}'")
     ap.add_argument("--study", metavar="JSON", help="the transfer-method chapters' study_overrides (same as "
                                                     "-p study_overrides=JSON)")
+    ap.add_argument("--apps", metavar="JSON", help="the application chapters' app_overrides (same as "
+                                                   "-p app_overrides=JSON)")
     ap.add_argument("--publish", action="store_true", help="with overrides, write into book/experiments and results/ "
                                                            "anyway (make run ... PUBLISH=1)")
     ap.add_argument("--force", action="store_true", help="run even if nothing changed")
@@ -459,11 +491,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             given[key].update(value)
         if args.study is not None:
             given["study_overrides"].update(parse_overrides(args.study, "study_overrides"))
-        out, results = destinations(args.profile, given["overrides"], given["study_overrides"], publish=args.publish)
+        if args.apps is not None:
+            given["app_overrides"].update(parse_overrides(args.apps, "app_overrides"))
+        out, results = destinations(args.profile, given["overrides"], given["study_overrides"], publish=args.publish,
+                                    app_overrides=given["app_overrides"])
         out = Path(args.out) if args.out else out
         results = Path(args.results) if args.results else results
         records = run_profile(args.profile, out, results_dir=results, only=args.only, overrides=given["overrides"],
-                              study_overrides=given["study_overrides"], force=args.force, templates=args.templates)
+                              study_overrides=given["study_overrides"], force=args.force, templates=args.templates,
+                              app_overrides=given["app_overrides"])
     except (ConfigError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -116,3 +116,18 @@ def test_paper_cost_tiny(tiny_results):
         assert r["gpu_projection"]["assumed_mfu"] == 0.4 and r["gpu_projection"]["profile_hours"] > 0
         assert r["top_ops"]["ops"] and r["top_ops"]["wall_seconds"] > 0
     assert "one prompt unit" in stdout["cost"]
+
+
+def test_pruning_tiny(tmp_path):
+    stdout = _run("pruning.py", "--model", "tiny", "--quick", "--fractions", "1.0", "0.25", out=tmp_path)
+    data = _load(tmp_path, "pruning_tiny-bert.json")
+    assert data["selection_split"] == "dev" and data["n_examples"] == 200 and data["width"] == 64
+    full, quarter = data["fractions"]
+    assert [full["kept_per_layer"], quarter["kept_per_layer"]] == [64, 16]
+    assert full["parameters"] == data["parameters_full"] > quarter["parameters"]
+    assert full["accuracy_top"] == full["accuracy_random"] == data["accuracy_full"]  # nothing removed
+    for r in (full, quarter):
+        assert r["speedup"] == pytest.approx(r["seconds_full"] / r["seconds_pruned"])
+        assert len(r["seconds_rounds"]["full"]) == len(r["seconds_rounds"]["pruned"]) == 2
+        assert 0 <= r["accuracy_top"] <= 1 and len(r["accuracy_random_draws"]) == 1
+    assert "keep 25% (16/layer): speed-up" in stdout

@@ -34,6 +34,8 @@ PAPERMILL_PANDA = ("papermill notebooks/panda.ipynb {tmp}/out.ipynb -p profile s
                    "-p study_overrides '{\"beta_mode\": \"fixed\", \"beta\": 0.5, " + STUDY + "}'")
 PANDA_FIXED = ("make run PROFILE=smoke ONLY=panda STUDY='{\"beta_mode\": \"fixed\", \"beta\": 0.5, " + STUDY + "}' "
                "OUT={tmp} RESULTS={results}")
+PRUNING_APPS = ("make run PROFILE=smoke ONLY=pruning APPS='{\"kept_fractions\": [0.5, 0.3], \"verdict_fraction\": 0.3}' "
+                "OUT={tmp} RESULTS={results}")
 EVERY_NOTEBOOK = "tests/test_book.py::test_every_notebook_executes (every notebook, smoke profile, same runner)"
 
 # documented command -> the smoke command executed here (a str starting with a command), or what covers it
@@ -60,6 +62,8 @@ COMMANDS: dict[str, str] = {
     ("make run PROFILE=mini ONLY=prompt_tuning OVERRIDES='{\"tasks\": [\"sst2\"], \"seeds\": [0], "
      "\"tune\": {\"max_steps\": 300}}'"): TUNE_OVERRIDES,
     "make run PROFILE=mini ONLY=panda STUDY='{\"beta_mode\": \"fixed\", \"beta\": 0.5}'": PANDA_FIXED,
+    ("make run PROFILE=mini ONLY=pruning APPS='{\"kept_fractions\": [0.5, 0.3], \"verdict_fraction\": 0.3}'"):
+        PRUNING_APPS,
     "python -m lib.runner --help": "python -m lib.runner --help",
     ("papermill notebooks/transfer.ipynb out.ipynb -p profile mini -p results_dir _build_runs/papermill/results "
      "-p overrides '{\"tasks\": [\"sst2\", \"imdb\"]}'"): PAPERMILL_TRANSFER,

@@ -63,6 +63,14 @@ def test_cli_reports_bad_parameters_in_one_line(capsys):
     assert len(lines) == 5 and all(line.startswith("error: ") for line in lines), lines
     assert "study_overrides apply to the notebooks indicators" in lines[2]
     assert "unknown transfer-study field(s) ['betta']" in lines[3]
+    assert runner.main(["--profile", "smoke", "--only", "transfer", "--apps", '{"steps": 5}']) == 1
+    assert runner.main(["--profile", "smoke", "--only", "pruning", "--apps", '{"stepz": 5}']) == 1
+    assert runner.main(["--profile", "smoke", "--only", "pruning", "--apps", '{"kept_fractions": [2.0]}']) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines), lines
+    assert "app_overrides apply to the notebooks pruning, other_tuning, model_tuning only" in lines[0]
+    assert "unknown ApplicationsConfig field(s) ['stepz']" in lines[1]
+    assert "kept_fractions must be non-empty shares in (0, 1)" in lines[2]
 
 
 # --- where a run writes ------------------------------------------------------------------------
@@ -78,6 +86,10 @@ def test_overrides_go_to_a_scratch_folder_unless_published():
     assert runner.destinations("mini", {"seeds": [0]}) == (out, results), "the same overrides, the same folder"
     assert runner.destinations("mini", {"seeds": [1]})[0] != out
     assert runner.destinations("mini", None, {"beta": 0.5})[0] != out
+    apps = runner.destinations("mini", app_overrides={"steps": 5})
+    assert apps[0].parent.name.startswith("mini-") and apps[0] not in (out, book[0])
+    assert runner.destinations("mini", {"seeds": [0]}, {}, app_overrides={}) == (out, results), \
+        "empty app_overrides keep the folder names of earlier runs"
     # another profile without overrides goes to its own scratch folder, never into the book
     assert runner.destinations("class") == (runner.SCRATCH / "class" / "experiments", runner.SCRATCH / "class" / "results")
     assert runner.destinations("class", publish=True) == book
@@ -202,6 +214,7 @@ def test_help_lists_every_overridable_field():
     for param, field, typ, values in fields:
         assert f"    {field} ({typ}): " in proc.stdout, field
     assert "study_overrides:" in proc.stdout and "--study JSON" in proc.stdout and "--publish" in proc.stdout
+    assert "app_overrides:" in proc.stdout and "--apps JSON" in proc.stdout and "kept_fractions" in names
 
 
 def test_the_reproducibility_page_lists_the_same_fields():

@@ -20,7 +20,7 @@ import yaml
 
 from helpers import chromium, chromium_run
 from lib.paths import REPO
-from lib.runner import NOTEBOOKS, TEMPLATES
+from lib.runner import NOTEBOOKS, SELECTABLE, TEMPLATES
 
 BOOK = REPO / "book"
 HASHLIKE = re.compile(r"^[0-9a-f]{32,}(\.\w+)?$")
@@ -34,7 +34,7 @@ MATH_PAGES = ("skill_neurons", "indicators", "panda")
 
 
 def templates() -> dict[str, nbformat.NotebookNode]:
-    return {name: nbformat.read(TEMPLATES / f"{name}.ipynb", as_version=4) for name in NOTEBOOKS}
+    return {name: nbformat.read(TEMPLATES / f"{name}.ipynb", as_version=4) for name in SELECTABLE}
 
 
 def markdown(nb) -> str:
@@ -170,12 +170,16 @@ def test_exercise_commands_name_real_chapters_and_valid_settings():
     assert len(commands) >= len(NOTEBOOKS)
     for command in commands:
         args = dict(a.split("=", 1) for a in shlex.split(command)[2:])
-        assert args.pop("PROFILE") == "mini" and args.get("ONLY") in NOTEBOOKS, command
+        assert args.pop("PROFILE") == "mini" and args.get("ONLY") in SELECTABLE, command
         prof = get_profile("mini").replace(**json.loads(args.get("OVERRIDES", "{}")))
         if "STUDY" in args:
             study = get_study("mini", json.loads(args["STUDY"]))
             study.check_against(SimpleNamespace(profile=prof))
-        assert not set(args) - {"ONLY", "OVERRIDES", "STUDY"}, command
+        if "APPS" in args:
+            from lib.applications import get_applications
+
+            get_applications("mini", json.loads(args["APPS"]))
+        assert not set(args) - {"ONLY", "OVERRIDES", "STUDY", "APPS"}, command
 
 
 def test_figure_cells_carry_caption_name_and_alt_text():

@@ -1,0 +1,363 @@
+"""Tuning methods that change the backbone's weights, to set beside prompt tuning.
+
+Wang et al. (2022, "Finding Skill Neurons") show that skill neurons found with prompt tuning also
+matter when the backbone is tuned with adapters or BitFit; PANDA / Su et al. compare with full
+model tuning. Three methods (`METHODS`):
+- 'bitfit': only the bias terms train (Ben Zaken et al. 2022), LayerNorm's included. T5 has no
+  bias terms at all, so it has no BitFit (a ConfigError says so);
+- 'lora': low-rank adapters on the attention query/value projections, injected in place with
+  PEFT's `inject_adapter_in_model` (no PeftModel wrapper, so `lib.hooks.ffn_sites` still finds the
+  FFN modules by type); only the adapters train. This is the project's adapter arm: the `adapters`
+  library (Houlsby bottleneck adapters) needs transformers ~=4.57 and PEFT has no Houlsby adapter.
+  Like Houlsby adapters it keeps every FFN weight frozen: the FFN neurons are the pretrained ones;
+- 'full': every parameter trains (model tuning), embeddings, FFN and head included (so for
+  masked LMs the `<mask>` embedding at the label slot trains too).
+
+The label is read as in prompt tuning, with no soft prompt (`slot_prompt`): masked LMs get a one-row
+prompt that `Backbone.prompt_inputs` replaces by the `<mask>` embedding, T5 an empty one. Runs
+follow `lib.tuning`: the batch order is a pure function of (seed, step), the model stays in eval
+mode (no dropout), every evaluation writes an atomic, resumable checkpoint, so a run interrupted
+and resumed reaches bitwise the weights of an uninterrupted one. The input backbone is never
+changed: the tuned model is a deep copy, returned as a new `Backbone`. A finished folder holds
+config.json (the run signature), metrics.json and `weights.safetensors` (the best-on-dev trained
+tensors only, by parameter name: small for bitfit and lora); `load_tuned` rebuilds the model.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import CheckpointError, ConfigError, DivergenceError, unknown
+from .evaluation import EvalResult, evaluate
+from .io import read_json, read_tensors, read_torch, write_json, write_tensors, write_torch
+from .models import Backbone, Encoded
+from .progress import report
+from .tasks import Task, get_task
+from .tuning import TuneConfig, _check_signature, batch_indices, data_digest
+from .validation import check_fields, check_overrides
+
+METHODS = ("bitfit", "lora", "full")
+DEFAULT_LR = {"bitfit": 1e-3, "lora": 1e-3, "full": 2e-5}
+LORA_TARGETS = {"t5": ["q", "v"], "mlm": ["query", "value"]}  # by Backbone.family
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@dataclass(frozen=True)
+class WeightTuneConfig:
+    """Hyper-parameters of one weight-tuning run (`for_method` fills in the method's usual lr)."""
+
+    method: str  # 'bitfit', 'lora' or 'full'
+    lr: float  # AdamW learning rate, constant (DEFAULT_LR per method)
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    max_steps: int = 200
+    eval_every: int = 50  # steps between dev evaluations (= checkpoints)
+    eval_batch_size: int = 64
+    max_length: int = 128  # tokens of text, the label slot not counted
+    seed: int = 0  # batch order and the LoRA initialisation
+    grad_clip: float | None = 1.0  # max global gradient norm over the trained parameters
+    lora_rank: int = 8  # lora only: rank r of the adapters
+    lora_alpha: int = 16  # lora only: scale alpha (the update is alpha / r * B A)
+    patience: int | None = None  # stop after this many evaluations without a better dev accuracy
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.method not in METHODS:
+            raise unknown("weight-tuning method", self.method, METHODS)
+        for name in ("batch_size", "max_steps", "eval_every", "eval_batch_size", "max_length", "lora_rank",
+                     "lora_alpha"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        for name in ("weight_decay", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be at least 1 evaluation or None, got {self.patience}")
+        TuneConfig(device=self.device)  # the same device check as prompt tuning
+
+    @classmethod
+    def for_method(cls, method: str, **kw: Any) -> "WeightTuneConfig":
+        """A config for `method` with its usual learning rate (`DEFAULT_LR`) unless `lr` is given."""
+        if method not in METHODS:
+            raise unknown("weight-tuning method", method, METHODS)
+        return cls(method=method, **{"lr": DEFAULT_LR[method], **kw})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WeightTuneConfig":
+        kw = check_overrides(cls, d)
+        if "method" not in kw:
+            raise ConfigError(f"WeightTuneConfig needs a method; valid: {', '.join(METHODS)}")
+        return cls.for_method(**kw)
+
+    def resolved_device(self) -> torch.device:
+        return TuneConfig(device=self.device).resolved_device()
+
+
+@dataclass
+class WeightTuneResult:
+    backbone: Backbone  # a new Backbone holding the tuned copy (best on dev), frozen
+    best_dev_accuracy: float
+    best_step: int
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    stopped_early: bool = False
+
+    def metrics(self) -> dict[str, Any]:
+        return {"best_dev_accuracy": self.best_dev_accuracy, "best_step": self.best_step, "steps": self.steps,
+                "history": self.history, "seconds": self.seconds, "stopped_early": self.stopped_early,
+                "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters}
+
+
+def slot_prompt(backbone: Backbone) -> torch.Tensor:
+    """The empty 'prompt' of weight tuning: the `<mask>` slot alone for masked LMs (its row is replaced
+    by the `<mask>` embedding at every forward pass, so its values do not matter), no rows for T5."""
+    return torch.zeros(0 if backbone.head == "t5" else 1, backbone.embed_dim)
+
+
+def evaluate_tuned(backbone: Backbone, task: str | Task, data: pd.DataFrame | Encoded, **kw: Any) -> EvalResult:
+    """`lib.evaluation.evaluate` of a weight-tuned backbone (with `slot_prompt`)."""
+    return evaluate(backbone, slot_prompt(backbone), task, data, **kw)
+
+
+def weight_signature(cfg: WeightTuneConfig, backbone: Backbone, task: Task, train: pd.DataFrame | Encoded,
+                     dev: pd.DataFrame | Encoded) -> dict[str, Any]:
+    """What determines a run's result (as `lib.tuning.run_signature`): config.json and the cache key.
+    Device and evaluation batch size are left out, and the LoRA settings unless the method is lora."""
+    sig = asdict(cfg)
+    for name in ("device", "eval_batch_size") + (("lora_rank", "lora_alpha") if cfg.method != "lora" else ()):
+        sig.pop(name)
+    out: dict[str, Any] = {"config": sig, "backbone": backbone.name, "head": backbone.head, "task": task.name,
+                           "n_train": len(train), "n_dev": len(dev),
+                           "data": {"train": data_digest(train), "dev": data_digest(dev)}}
+    if backbone.readout:
+        out["readout"] = backbone.readout
+    return out
+
+
+def prepare(backbone: Backbone, cfg: WeightTuneConfig) -> tuple[Backbone, dict[str, nn.Parameter]]:
+    """A deep copy of `backbone` set up for `cfg.method` (LoRA injected, seeded), and the parameters
+    it trains, by name, with requires_grad on. The input backbone is not touched."""
+    model = copy.deepcopy(backbone.model)
+    if cfg.method == "lora":
+        try:
+            from peft import LoraConfig, inject_adapter_in_model
+        except ImportError:
+            raise ConfigError("method 'lora' needs PEFT, a dependency of this project: pip install peft") from None
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS[backbone.family],
+                          lora_dropout=0.0)
+        device = backbone.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)  # PEFT draws lora_A from the global RNG: make it the seed's, restore after
+            inject_adapter_in_model(lora, model)
+    # Backbone() puts every module in eval mode and freezes every parameter (PEFT leaves its new modules
+    # in training mode); then only the method's parameters are unfrozen
+    tuned = Backbone(model, backbone.tokenizer, backbone.head, f"{backbone.name}+{cfg.method}",
+                     verbalizer_space=backbone.verbalizer_space, prompt_positions=backbone.prompt_positions)
+    named = dict(tuned.model.named_parameters())  # tied parameters appear once
+    if cfg.method == "bitfit":
+        params = {n: p for n, p in named.items() if n.rsplit(".", 1)[-1] == "bias"}
+    elif cfg.method == "lora":
+        params = {n: p for n, p in named.items() if "lora_" in n}
+    else:
+        params = named
+    if not params:
+        raise ConfigError(f"backbone {backbone.name!r} has no parameters for method {cfg.method!r}"
+                          + (" (T5 has no bias terms); use lora or full" if cfg.method == "bitfit" else ""))
+    for p in params.values():
+        p.requires_grad_(True)
+    return tuned, params
+
+
+def _snapshot(params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in params.items()}
+
+
+def _assign(params: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor], where: object) -> None:
+    if set(tensors) != set(params):
+        odd = sorted(set(tensors) ^ set(params))[:3]
+        raise CheckpointError(f"{where} holds other tensors than the method trains (e.g. {odd}); "
+                              f"it was not written for this backbone and configuration")
+    with torch.no_grad():
+        for n, p in params.items():
+            if tensors[n].shape != p.shape:
+                raise CheckpointError(f"{where}: {n} has shape {tuple(tensors[n].shape)}, expected {tuple(p.shape)}")
+            p.copy_(tensors[n].to(device=p.device, dtype=p.dtype))
+
+
+def _rebuild(backbone: Backbone, cfg: WeightTuneConfig, out: Path) -> tuple[Backbone, dict[str, nn.Parameter]]:
+    tuned, params = prepare(backbone, cfg)
+    _assign(params, read_tensors(out / WEIGHTS_FILE), out / WEIGHTS_FILE)
+    tuned.model.requires_grad_(False)
+    return tuned, params
+
+
+def load_tuned(backbone: Backbone, out_dir: str | Path) -> Backbone:
+    """The tuned backbone of a finished run in `out_dir`, rebuilt on a copy of `backbone` (the one it
+    was tuned from): LoRA injected as in the run, then the saved tensors loaded."""
+    out = Path(out_dir)
+    if not read_json(out / "metrics.json").get("finished"):
+        raise CheckpointError(f"the run in {out} has not finished; call tune_weights with its arguments to resume it")
+    saved = read_json(out / "config.json")
+    for key, have in (("backbone", backbone.name), ("head", backbone.head), ("readout", backbone.readout)):
+        if saved.get(key, {} if key == "readout" else None) != have:
+            raise CheckpointError(f"{out} was tuned from a backbone with {key} {saved.get(key)!r}, not {have!r}; "
+                                  f"load it with that backbone")
+    return _rebuild(backbone, WeightTuneConfig.from_dict(saved["config"]), out)[0]
+
+
+def tune_weights(backbone: Backbone, task: str | Task, train: pd.DataFrame | Encoded, dev: pd.DataFrame | Encoded,
+                 cfg: WeightTuneConfig, out_dir: str | Path | None = None, *, resume: bool = True,
+                 progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> WeightTuneResult:
+    """Tune a copy of `backbone`'s weights with `cfg.method` for `task`; return the best-on-dev copy.
+
+    With `out_dir`, each evaluation writes a resumable checkpoint (state.pt), and the end writes the
+    best trained tensors (weights.safetensors), config.json and metrics.json, all atomically; calling
+    again with the same arguments resumes, or loads a finished run without tuning. `on_step(step, loss)`
+    runs after each optimiser step. A non-finite loss or weight raises `DivergenceError` before that
+    step is kept.
+    """
+    task = get_task(task)
+    device = cfg.resolved_device()
+    signature = weight_signature(cfg, backbone, task, train, dev)
+    out = Path(out_dir) if out_dir is not None else None
+    m = read_json(out / "metrics.json") if out is not None and resume and (out / "metrics.json").is_file() else {}
+    if m.get("finished"):  # a finished run: rebuilt from its weights, not tuned again
+        assert out is not None
+        _check_signature(out, signature)
+        tuned, params = _rebuild(backbone, cfg, out)
+        return WeightTuneResult(tuned.to(device), m["best_dev_accuracy"], m["best_step"], m["steps"], m["history"],
+                                m["seconds"], _count(params), _count(tuned.model.parameters()), m["stopped_early"])
+
+    train_enc = backbone.encode(train, cfg.max_length) if isinstance(train, pd.DataFrame) else train
+    dev_enc = backbone.encode(dev, cfg.max_length) if isinstance(dev, pd.DataFrame) else dev
+    for name, enc in (("train", train_enc), ("dev", dev_enc)):
+        if len(enc) == 0:
+            raise ConfigError(f"the {name} set is empty")
+        if enc.labels.min() < 0 or enc.labels.max() >= task.num_labels:
+            raise ConfigError(f"{name} labels outside 0..{task.num_labels - 1} for task {task.name!r}")
+    tuned, params = prepare(backbone, cfg)
+    tuned.to(device)
+    slot = slot_prompt(tuned)
+    tuned.check_prompt(slot, cfg.max_length)
+    verbalizer = tuned.task_verbalizer_ids(task)
+    optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"step": 0, "best_acc": -1.0, "best_step": 0, "bad_evals": 0, "history": [], "seconds": 0.0,
+             "best": _snapshot(params), "loss_sum": 0.0, "loss_n": 0}
+    config_pending = out is not None  # config.json comes with the first checkpoint (as in lib.tuning)
+    if out is not None and resume and (out / "state.pt").is_file():
+        state = _load_state(out, signature, params, optimizer)
+        config_pending = False
+    elif out is not None:
+        for name in ("metrics.json", "state.pt", WEIGHTS_FILE, "config.json"):
+            (out / name).unlink(missing_ok=True)
+
+    def diverged(what: str, value: object) -> DivergenceError:
+        kept = (f"the last checkpoint in {out} (step {state['history'][-1]['step']}) is kept, unfinished"
+                if out is not None and state["history"] else "no checkpoint of this run was written")
+        return DivergenceError(f"{cfg.method} tuning {task.name!r} seed {cfg.seed} diverged at step "
+                               f"{state['step'] + 1}: {what} is {value} (lr {cfg.lr}); lower lr"
+                               f"{' or set grad_clip' if cfg.grad_clip is None else ''}; {kept}")
+
+    stopped_early = False
+    t0 = time.perf_counter() - state["seconds"]
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"{cfg.method} {task.name}", disable=not progress,
+               unit="step", leave=False)
+    try:
+        while state["step"] < cfg.max_steps:
+            batch = tuned.collate(train_enc, batch_indices(len(train_enc), cfg.batch_size, cfg.seed, state["step"]))
+            logits = tuned.label_logits(slot, batch, verbalizer)
+            loss = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise diverged("the training loss", loss_value)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # AdamW's step size past the float range
+                if "overflow" not in str(exc):
+                    raise
+                raise diverged("the update", f"beyond the float range ({str(exc).splitlines()[0]})") from None
+            if not all(bool(torch.isfinite(p).all()) for p in params.values()):
+                raise diverged("the weights", "non-finite (nan or inf) after the update")
+            state["step"] += 1
+            state["loss_sum"] += loss_value
+            state["loss_n"] += 1
+            bar.update(1)
+            if on_step is not None:
+                on_step(state["step"], loss_value)
+            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
+                res = evaluate(tuned, slot, task, dev_enc, batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
+                if res.accuracy > state["best_acc"]:
+                    state.update(best_acc=res.accuracy, best_step=state["step"], bad_evals=0, best=_snapshot(params))
+                else:
+                    state["bad_evals"] += 1
+                state["history"].append({"step": state["step"], "train_loss": state["loss_sum"] / state["loss_n"],
+                                         "dev_accuracy": res.accuracy, "dev_macro_f1": res.macro_f1})
+                state.update(loss_sum=0.0, loss_n=0, seconds=time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{state['history'][-1]['train_loss']:.3f}", dev=f"{res.accuracy:.3f}")
+                report(f"{cfg.method} {task.name} seed {cfg.seed}: step {state['step']}/{cfg.max_steps}, "
+                       f"loss {state['history'][-1]['train_loss']:.3f}, dev accuracy {res.accuracy:.3f}")
+                if out is not None:
+                    if config_pending:
+                        write_json(out / "config.json", signature)
+                        config_pending = False
+                    write_torch(out / "state.pt", {**state, "weights": _snapshot(params),
+                                                   "optimizer": optimizer.state_dict()})
+                    write_json(out / "metrics.json", {"best_dev_accuracy": state["best_acc"], "steps": state["step"],
+                                                      "best_step": state["best_step"], "history": state["history"],
+                                                      "finished": False})
+                if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
+                    stopped_early = True
+                    break
+    finally:
+        bar.close()
+    _assign(params, state["best"], "the best state")
+    tuned.model.requires_grad_(False)
+    result = WeightTuneResult(tuned, state["best_acc"], state["best_step"], state["step"], state["history"],
+                              time.perf_counter() - t0, _count(params), _count(tuned.model.parameters()), stopped_early)
+    if out is not None:
+        if config_pending:
+            write_json(out / "config.json", signature)
+        write_tensors(out / WEIGHTS_FILE, state["best"], {"task": task.name, "backbone": backbone.name,
+                                                          "method": cfg.method})
+        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature})
+    return result
+
+
+def _count(params: Any) -> int:
+    return sum(p.numel() for p in (params.values() if isinstance(params, dict) else params))
+
+
+def _load_state(out: Path, signature: dict, params: dict[str, nn.Parameter], optimizer) -> dict:
+    _check_signature(out, signature)
+    payload = read_torch(out / "state.pt")
+    try:
+        _assign(params, payload.pop("weights"), out / "state.pt")
+        optimizer.load_state_dict(payload.pop("optimizer"))
+    except (KeyError, RuntimeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"corrupt checkpoint {out / 'state.pt'}: {exc}") from None
+    return payload
+
+
+__all__ = ["METHODS", "DEFAULT_LR", "WeightTuneConfig", "WeightTuneResult", "tune_weights", "load_tuned",
+           "slot_prompt", "evaluate_tuned", "weight_signature", "prepare"]

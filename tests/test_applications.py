@@ -1,0 +1,131 @@
+"""The application chapters' tables (pruning, other tuning methods, model tuning) on the smoke profile,
+their configuration's validation and the verdicts read from them (known answers)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("peft")
+
+from lib.applications import (ALL, APPLICATIONS, ApplicationsConfig, _across_tasks, get_applications,  # noqa: E402
+                              model_tuning_table, model_tuning_verdicts, other_tuning_table, other_tuning_verdicts,
+                              pruning_table, pruning_verdict)
+from lib.errors import ConfigError  # noqa: E402
+from lib.experiments import Experiment  # noqa: E402
+from lib.verdicts import NOT_SUPPORTED, SUPPORTED, UNTESTABLE  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    exp = Experiment("smoke", tmp_path_factory.mktemp("apps"), progress=False)
+    return exp, APPLICATIONS["smoke"]
+
+
+def test_every_profile_has_a_valid_configuration():
+    from lib.catalog import PROFILES
+
+    assert set(APPLICATIONS) == set(PROFILES)
+    assert get_applications("mini", '{"steps": 10, "methods": ["lora"]}').methods == ("lora",)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"kept_fractions": [0.5, 1.0]}, "kept_fractions must be non-empty shares in (0, 1)"),
+    ({"verdict_fraction": 0.3}, "verdict_fraction 0.3 must be one of kept_fractions"),
+    ({"methods": ["adapter"]}, "unknown weight-tuning method 'adapter'"),
+    ({"steps": 0}, "steps must be at least 1"),
+    ({"lr_full": -1.0}, "lr_full must be positive"),
+    ({"stepz": 3}, "stepz"),
+])
+def test_bad_configuration_is_one_clear_line(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        get_applications("mini", overrides)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="unknown profile"):
+        get_applications("nope")
+
+
+def test_across_tasks_known_answer():
+    """Task a: top always right, random right half the time (gap 0.5); task b: both always right (gap 0):
+    mean gap 0.25, and with no variance within a task's columns the interval is a point."""
+    per_task = {"a": {"top": np.ones(40), "random": np.tile([1.0, 0.0], 20) * 0 + 0.5},
+                "b": {"top": np.ones(30), "random": np.ones(30)}}
+    iv = _across_tasks(per_task, "top", "random", ApplicationsConfig(n_boot=200))
+    assert iv.estimate == pytest.approx(0.25) and iv.lo == pytest.approx(0.25) and iv.hi == pytest.approx(0.25)
+
+
+def _table(rows):
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_read_the_all_learned_row():
+    cfg = ApplicationsConfig()
+    prune = _table([{"task": "sst2", "kept": 0.2, "gap_vs_random": 0.3, "gap_vs_random_lo": 0.2, "gap_vs_random_hi": 0.4},
+                    {"task": ALL, "kept": 0.2, "gap_vs_random": 0.1, "gap_vs_random_lo": 0.05, "gap_vs_random_hi": 0.2},
+                    {"task": ALL, "kept": 0.5, "gap_vs_random": -0.1, "gap_vs_random_lo": -0.2, "gap_vs_random_hi": 0.0}])
+    iv, v = pruning_verdict(prune, cfg)
+    assert v.label == SUPPORTED and iv.estimate == pytest.approx(0.1)
+    iv, v = pruning_verdict(prune[prune.task != ALL], cfg)
+    assert iv is None and v.label == UNTESTABLE
+    other = _table([{"task": ALL, "method": "bitfit", "gap": 0.01, "gap_lo": -0.02, "gap_hi": 0.04}])
+    out = other_tuning_verdicts(other, ["bitfit", "lora"])
+    assert out["bitfit"][1].label == NOT_SUPPORTED and out["lora"][1].label == UNTESTABLE
+    mt = _table([{"task": "sst2", "method": "prompt"},
+                 {"task": ALL, "method": "full", "vs_prompt": 0.1, "vs_prompt_lo": 0.02, "vs_prompt_hi": 0.2}])
+    assert model_tuning_verdicts(mt)["full"][1].label == SUPPORTED
+
+
+def test_pruning_table_on_the_smoke_profile(smoke):
+    exp, cfg = smoke
+    table = pruning_table(exp, cfg)
+    tasks = set(table.task) - {ALL}
+    assert tasks, "the smoke prompts learn their synthetic tasks"
+    for task in tasks:
+        part = table[table.task == task]
+        full = part[part.kind == "full"].iloc[0]
+        assert full.kept == 1.0 and full.n_per_layer == exp.neuron_scores(task, 0, split="dev").shape[1]
+        for rho in cfg.kept_fractions:
+            top = part[(part.kind == "top") & (part.kept == rho)].iloc[0]
+            assert top.parameters < full.parameters and top.accuracy_lo <= top.accuracy <= top.accuracy_hi
+            assert top.gap_vs_random_lo <= top.gap_vs_random <= top.gap_vs_random_hi
+    assert set(table[table.task == ALL].kept) == set(cfg.kept_fractions)
+    again = pruning_table(exp, cfg)  # cached: read back from the store
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), again, check_dtype=False)
+
+
+def test_weight_tuning_tables_on_the_smoke_profile(smoke):
+    exp, cfg = smoke
+    mt = model_tuning_table(exp, cfg)
+    per_task = mt[mt.task != ALL]
+    assert set(per_task.method) == {"prompt", *cfg.methods}
+    assert set(per_task.task) == set(exp.profile.tasks)
+    full = per_task[per_task.method == "full"]
+    bitfit = per_task[per_task.method == "bitfit"]
+    assert (full.trainable_parameters > bitfit.trainable_parameters.max()).all()
+    assert (per_task.accuracy_lo <= per_task.accuracy).all() and (per_task.accuracy <= per_task.accuracy_hi).all()
+    ot = other_tuning_table(exp, cfg)
+    rows = ot[ot.task != ALL]
+    assert set(rows.method) == {"prompt", *cfg.methods}
+    assert (rows.gap_lo <= rows.gap).all() and (rows.gap <= rows.gap_hi).all()
+    assert set(other_tuning_verdicts(ot, cfg.methods)) == set(cfg.methods)
+
+
+def test_application_notebooks_execute_on_the_smoke_profile(tmp_path):
+    """The three application templates, run by the runner as `make run ONLY=...` runs them (they are not in
+    the book's NOTEBOOKS yet, so the book's smoke run does not cover them)."""
+    import nbformat
+
+    from lib.runner import APP_NOTEBOOKS, run_profile
+
+    records = run_profile("smoke", tmp_path / "out", results_dir=tmp_path / "results", only=list(APP_NOTEBOOKS),
+                          progress=False)
+    assert [r["notebook"] for r in records] == list(APP_NOTEBOOKS)
+    for name in APP_NOTEBOOKS:
+        nb = nbformat.read(tmp_path / "out" / f"{name}.ipynb", as_version=4)
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.get("output_type") == "error"], name
+        assert any("image/png" in o.get("data", {}) for o in outputs), f"{name}: no figure"
+        text = " ".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+        assert "supported" in text or "untestable" in text, f"{name}: no computed verdict"
