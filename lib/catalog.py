@@ -82,8 +82,10 @@ STUDIES: Mapping[str, TransferStudy] = MappingProxyType({
     "mini": TransferStudy(pairs=(("sst2", "imdb"), ("imdb", "sst2"), ("newsgroups", "sst2")), seeds=(0, 1),
                           steps=100, eval_every=20, projector_train=("sst2", "newsgroups"),
                           projector_heldout=("imdb", "reuters"), projector_seeds=(0, 1)),
-    "class": TransferStudy(pairs=(("sst2", "newsgroups"), ("newsgroups", "sst2")), seeds=(0,), steps=30,
-                           eval_every=10, projector_train=("sst2",), projector_heldout=("newsgroups",),
+    # one pair into the task the class prompt learns (SST-2 at 60 steps stays near chance), 12 steps: the
+    # whole class run stays within 10 minutes on 2 cores
+    "class": TransferStudy(pairs=(("sst2", "newsgroups"),), seeds=(0,), steps=12,
+                           eval_every=6, projector_train=("sst2",), projector_heldout=("newsgroups",),
                            projector_seeds=(0,), projector_distance_steps=100, projector_task_steps=20,
                            projector_hidden=64),
     "paper": _paper_study(projector_target="paper_t5"),
