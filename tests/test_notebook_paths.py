@@ -153,3 +153,29 @@ def test_papermill_with_json_text_parameters_from_another_folder(tmp_path):
             (REPO / "_build_runs").rmdir()  # only if this test made it and nothing else is there
         except OSError:
             pass
+
+
+@pytest.mark.slow
+def test_indicators_chapter_with_fewer_than_three_pairs_says_so(tmp_path):
+    """The class profile has two (pair, seed) rows: nothing can be rank-correlated, and the chapter must say
+    so instead of failing (it raised AttributeError on the empty correlation table)."""
+    rel = f"_build_runs/test-indicators-{os.getpid()}/results"
+    papermill = Path(sys.executable).parent / "papermill"
+    try:
+        proc = subprocess.run(
+            [str(papermill), str(REPO / "notebooks" / "indicators.ipynb"), "out.ipynb", "-p", "profile", "smoke",
+             "-p", "results_dir", rel, "-p", "overrides", '{"seeds": [0]}',
+             "-p", "study_overrides", '{"pairs": [["synthetic", "synthetic_pair"]], "seeds": [0], "steps": 10, '
+                                      '"eval_every": 5}', "--no-progress-bar"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+        text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []))
+        assert "rank correlation with transfer is undefined on profile `smoke`" in text
+        assert "there are 2." in text  # the 2 ordered pairs of the smoke tasks, one seed
+    finally:
+        shutil.rmtree(REPO / rel.rsplit("/", 1)[0], ignore_errors=True)
+        try:
+            (REPO / "_build_runs").rmdir()
+        except OSError:
+            pass
