@@ -50,7 +50,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         description="all-MiniLM-L6-v2 on the data available offline; 2 CPU cores"),
     "class": Profile(
         name="class", model="all-MiniLM-L6-v2", tasks=("sst2", "newsgroups"), seeds=(0,),
-        tune=TuneConfig(prompt_length=20, lr=0.02, batch_size=32, max_steps=60, eval_every=20, max_length=64),
+        tune=TuneConfig(prompt_length=20, lr=0.02, batch_size=16, max_steps=60, eval_every=20, max_length=64),
         data=DataConfig(data_root="../shared/data", max_train=1000, max_dev=100, max_test=200,
                         carve_train_from_test=True),
         adversarial={"sst2": "adv_sst2"}, suppression_fractions=(0.0, 0.01, 0.05), n_random_draws=1,
