@@ -7,6 +7,7 @@ with test_book.py) read the smoke build and open pages in headless Chromium.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
@@ -180,6 +181,30 @@ def test_exercise_commands_name_real_chapters_and_valid_settings():
 
             get_applications("mini", json.loads(args["APPS"]))
         assert not set(args) - {"ONLY", "OVERRIDES", "STUDY", "APPS"}, command
+
+
+def dropped_tables(source: str) -> list[int]:
+    """Lines where a cell builds a table (`lib.notebook.table` returns HTML) that is not the cell's last
+    statement and not passed to `display`: Jupyter shows only the last expression, so it never appears."""
+    tree = ast.parse(source)
+    last = tree.body[-1] if tree.body else None
+    return [n.lineno for n in ast.walk(tree)
+            if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", None) == "table"
+            and n is not last]
+
+
+def test_dropped_table_detector_knows_the_difference():
+    assert dropped_tables("x = 1\ntable(df)\nsay('hi')\n") == [2]
+    assert dropped_tables("if ok:\n    table(df)\nelse:\n    say('no')\n") == [2]
+    assert dropped_tables("display(table(df))\nsay('hi')\n") == []
+    assert dropped_tables("x = 1\ntable(df)\n") == []
+
+
+def test_every_table_a_chapter_builds_is_shown():
+    dropped = {name: lines for name, nb in templates().items()
+               for lines in [[f"cell {i} line {ln}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                              for ln in dropped_tables(c.source)]] if lines}
+    assert not dropped, f"tables built but never displayed (wrap them in display()): {dropped}"
 
 
 def test_figure_cells_carry_caption_name_and_alt_text():
