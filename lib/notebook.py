@@ -3,11 +3,12 @@ presentation helpers of the chapters (tables without index and with human column
 lines for chance and the majority class, legends outside the data). Nothing here computes a result."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from .errors import ConfigError
 from .paths import REPO, from_repo
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .experiments import Experiment
+    from .store import ResultsStore
 
 # Figures are written at this resolution (the book scales them to the page width).
 DPI = 150
@@ -170,3 +172,26 @@ def legend_outside(obj, title: str | None = None) -> None:
             labels.append(label)
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1), title=title, frameon=False,
               borderaxespad=0)
+
+
+class NotCached(LookupError):
+    """A table that `cached_only` was asked for is not in the results store."""
+
+
+@contextlib.contextmanager
+def cached_only(store: ResultsStore) -> Iterator[None]:
+    """Inside, `store.table` returns a cached table but raises `NotCached` instead of computing one.
+
+    Why: a chapter may show another chapter's results beside its own (model tuning beside prompt
+    tuning) without starting that chapter's work, e.g. minutes of weight tuning in a classroom re-run.
+    """
+    def lookup(name: str, config: Any, compute: Callable[[], Any]) -> Any:
+        def refuse() -> Any:
+            raise NotCached(f"table {name!r} is not cached under {store.root}")
+        return type(store).table(store, name, config, refuse)
+
+    store.table = lookup  # type: ignore[method-assign]  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del store.table

@@ -153,3 +153,24 @@ def test_code_text_ignores_documentation_but_not_code():
 def test_profile_catalog_is_data_not_code():
     """Adding a profile must not invalidate every cached table: its values are in the keys instead."""
     assert "catalog.py" not in {p.name for p in store.computing_modules()}
+
+
+def test_cached_only_reads_a_cached_table_and_refuses_to_compute_one(tmp_path):
+    from lib.notebook import NotCached, cached_only
+
+    st = ResultsStore(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"a": [1, 2]})
+
+    with cached_only(st), pytest.raises(NotCached, match="'t'"):
+        st.table("t", {"k": 1}, compute)
+    assert calls == [] and not (tmp_path / "tables" / "t.csv").exists()
+    st.table("t", {"k": 1}, compute)  # outside: computed and cached as usual
+    with cached_only(st):
+        assert st.table("t", {"k": 1}, compute)["a"].tolist() == [1, 2]
+        with pytest.raises(NotCached):
+            st.table("t", {"k": 2}, compute)  # another key is another table
+    assert calls == [1] and "table" not in vars(st), "the store is restored"
