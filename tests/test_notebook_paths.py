@@ -5,6 +5,7 @@
 - a template's first code cell makes `lib` importable inside a checkout and explains itself outside;
 - the documented papermill route (JSON text for `overrides` / `study_overrides`) works from any folder.
 """
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 import pytest
@@ -128,25 +130,19 @@ def test_setup_resolves_results_and_data_from_the_repository(tmp_path, monkeypat
 
 
 # --- the documented papermill route ------------------------------------------------------------
-@pytest.mark.slow
-def test_papermill_with_json_text_parameters_from_another_folder(tmp_path):
-    """`papermill ... -p overrides '{...}' -p study_overrides '{...}'` passes JSON text; run from a
-    temporary folder with a relative results_dir, which must land in the repository, not here."""
-    rel = f"_build_runs/test-papermill-{os.getpid()}/results"
+@contextlib.contextmanager
+def _papermill_smoke(tmp_path: Path, name: str, study_overrides: str) -> Iterator[tuple[str, subprocess.CompletedProcess]]:
+    """Run the `name` template with papermill from `tmp_path` on the smoke profile, one seed, a relative
+    results_dir under _build_runs/ (yielded with the process); the scratch folders are removed afterwards."""
+    rel = f"_build_runs/test-{name}-{os.getpid()}/results"
     papermill = Path(sys.executable).parent / "papermill"
     try:
         proc = subprocess.run(
-            [str(papermill), str(REPO / "notebooks" / "init_transfer.ipynb"), "out.ipynb", "-p", "profile", "smoke",
+            [str(papermill), str(REPO / "notebooks" / f"{name}.ipynb"), "out.ipynb", "-p", "profile", "smoke",
              "-p", "results_dir", rel, "-p", "overrides", '{"seeds": [0]}',
-             "-p", "study_overrides", '{"seeds": [0], "steps": 10, "eval_every": 5}', "--no-progress-bar"],
+             "-p", "study_overrides", study_overrides, "--no-progress-bar"],
             cwd=tmp_path, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert (REPO / rel / "smoke" / "main" / "transfer_methods").is_dir()
-        assert not (tmp_path / "_build_runs").exists() and not (tmp_path / "results").exists()
-        nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-        injected = next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
-        assert r'overrides = "{\"seeds\": [0]}"' in injected, "papermill -p passes the JSON as text"
-        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        yield rel, proc
     finally:
         shutil.rmtree(REPO / rel.rsplit("/", 1)[0], ignore_errors=True)
         try:
@@ -156,26 +152,27 @@ def test_papermill_with_json_text_parameters_from_another_folder(tmp_path):
 
 
 @pytest.mark.slow
+def test_papermill_with_json_text_parameters_from_another_folder(tmp_path):
+    """`papermill ... -p overrides '{...}' -p study_overrides '{...}'` passes JSON text; run from a
+    temporary folder with a relative results_dir, which must land in the repository, not here."""
+    with _papermill_smoke(tmp_path, "init_transfer", '{"seeds": [0], "steps": 10, "eval_every": 5}') as (rel, proc):
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert (REPO / rel / "smoke" / "main" / "transfer_methods").is_dir()
+        assert not (tmp_path / "_build_runs").exists() and not (tmp_path / "results").exists()
+        nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+        injected = next(c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+        assert r'overrides = "{\"seeds\": [0]}"' in injected, "papermill -p passes the JSON as text"
+        assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.mark.slow
 def test_indicators_chapter_with_fewer_than_three_pairs_says_so(tmp_path):
     """The class profile has two (pair, seed) rows: nothing can be rank-correlated, and the chapter must say
     so instead of failing (it raised AttributeError on the empty correlation table)."""
-    rel = f"_build_runs/test-indicators-{os.getpid()}/results"
-    papermill = Path(sys.executable).parent / "papermill"
-    try:
-        proc = subprocess.run(
-            [str(papermill), str(REPO / "notebooks" / "indicators.ipynb"), "out.ipynb", "-p", "profile", "smoke",
-             "-p", "results_dir", rel, "-p", "overrides", '{"seeds": [0]}',
-             "-p", "study_overrides", '{"pairs": [["synthetic", "synthetic_pair"]], "seeds": [0], "steps": 10, '
-                                      '"eval_every": 5}', "--no-progress-bar"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    study = '{"pairs": [["synthetic", "synthetic_pair"]], "seeds": [0], "steps": 10, "eval_every": 5}'
+    with _papermill_smoke(tmp_path, "indicators", study) as (_, proc):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
         text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells for o in c.get("outputs", []))
         assert "rank correlation with transfer is undefined on profile `smoke`" in text
         assert "there are 2." in text  # the 2 ordered pairs of the smoke tasks, one seed
-    finally:
-        shutil.rmtree(REPO / rel.rsplit("/", 1)[0], ignore_errors=True)
-        try:
-            (REPO / "_build_runs").rmdir()
-        except OSError:
-            pass
