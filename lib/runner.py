@@ -42,13 +42,16 @@ BOOK_OUT = REPO / "book" / "experiments"
 RESULTS = REPO / "results"
 SCRATCH = REPO / "_build_runs"
 BOOK_PROFILE = "mini"  # the profile whose executed chapters the book shows (book/experiments, results/)
+# The application chapters (pruning, other tuning methods, model tuning) come last: they read the prompts,
+# skill neurons and task statuses the chapters before them compute.
+APP_NOTEBOOKS = ("pruning", "other_tuning", "model_tuning")
 NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
              "task_specificity", "random_init_control", "claims", "explorer", "indicators", "init_transfer", "panda",
-             "projector")
-# The application chapters (pruning, other tuning methods, model tuning): run with --only, tested on the smoke
-# profile; they join NOTEBOOKS (and the book's table of contents) once executed on the book's profile.
-APP_NOTEBOOKS = ("pruning", "other_tuning", "model_tuning")
-SELECTABLE = NOTEBOOKS + APP_NOTEBOOKS
+             "projector") + APP_NOTEBOOKS
+SELECTABLE = NOTEBOOKS
+# Chapters a profile leaves out unless named with --only: the class run must fit a lesson (about 10 min on a
+# laptop), and tuning every weight of the backbone three ways does not.
+DEFAULT_SKIP: Mapping[str, tuple[str, ...]] = {"class": APP_NOTEBOOKS}
 # The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy),
 # the application chapters `app_overrides` (fields of lib.applications.ApplicationsConfig).
 STUDY_NOTEBOOKS = ("indicators", "init_transfer", "panda", "projector")
@@ -78,9 +81,16 @@ def _fingerprint(template: Path, parameters: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def select(only: Sequence[str] | None) -> list[str]:
+def default_chapters(profile: str | None = None) -> list[str]:
+    """The chapters a run without --only executes: all of them, less the profile's `DEFAULT_SKIP`."""
+    skipped = DEFAULT_SKIP.get(profile or "", ())
+    return [n for n in NOTEBOOKS if n not in skipped]
+
+
+def select(only: Sequence[str] | None, profile: str | None = None) -> list[str]:
+    """The chapters to run, in the book's order: `only` (each checked), or the profile's default chapters."""
     if not only:
-        return list(NOTEBOOKS)
+        return default_chapters(profile)
     bad = [n for n in only if n not in SELECTABLE]
     if bad:
         raise ConfigError(f"unknown notebook(s) {bad}; valid: {', '.join(SELECTABLE)}")
@@ -123,7 +133,7 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
     study_overrides = parse_overrides(study_overrides, "study_overrides")
     app_overrides = parse_overrides(app_overrides, "app_overrides")
     prof = get_profile(profile).replace(**overrides)  # validates the overrides before any work
-    names = select(only)
+    names = select(only, profile)
     scoped = {"study_overrides": study_overrides, "app_overrides": app_overrides}
     for param, value in scoped.items():
         if value and not set(names) & set(SCOPED[param]):
@@ -470,8 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "_build_runs/<profile>-<hash>/experiments)")
     ap.add_argument("--results", help="folder for prompts, tables and scores (default: results; with overrides "
                                       "_build_runs/<profile>-<hash>/results)")
-    ap.add_argument("--only", nargs="*", help=f"notebooks to run (default: the book's {' '.join(NOTEBOOKS)}; "
-                                             f"also {' '.join(APP_NOTEBOOKS)})")
+    skips = "; ".join(f"{p} leaves out {' '.join(n)} unless named" for p, n in DEFAULT_SKIP.items())
+    ap.add_argument("--only", nargs="*", help=f"notebooks to run (default: {' '.join(NOTEBOOKS)}; {skips})")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=JSON",
                     help="overrides='{\"seeds\": [0]}' or study_overrides='{\"beta\": 0.5}'")
     ap.add_argument("--study", metavar="JSON", help="the transfer-method chapters' study_overrides (same as "

@@ -110,22 +110,3 @@ def test_weight_tuning_tables_on_the_smoke_profile(smoke):
     assert set(rows.method) == {"prompt", *cfg.methods}
     assert (rows.gap_lo <= rows.gap).all() and (rows.gap <= rows.gap_hi).all()
     assert set(other_tuning_verdicts(ot, cfg.methods)) == set(cfg.methods)
-
-
-def test_application_notebooks_execute_on_the_smoke_profile(tmp_path):
-    """The three application templates, run by the runner as `make run ONLY=...` runs them (they are not in
-    the book's NOTEBOOKS yet, so the book's smoke run does not cover them)."""
-    import nbformat
-
-    from lib.runner import APP_NOTEBOOKS, run_profile
-
-    records = run_profile("smoke", tmp_path / "out", results_dir=tmp_path / "results", only=list(APP_NOTEBOOKS),
-                          progress=False)
-    assert [r["notebook"] for r in records] == list(APP_NOTEBOOKS)
-    for name in APP_NOTEBOOKS:
-        nb = nbformat.read(tmp_path / "out" / f"{name}.ipynb", as_version=4)
-        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-        assert not [o for o in outputs if o.get("output_type") == "error"], name
-        assert any("image/png" in o.get("data", {}) for o in outputs), f"{name}: no figure"
-        text = " ".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-        assert "supported" in text or "untestable" in text, f"{name}: no computed verdict"

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import chromium, chromium_run
 from lib.errors import ConfigError
-from lib.runner import NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
+from lib.runner import APP_NOTEBOOKS, NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -30,6 +30,11 @@ def test_every_notebook_executes(smoke_run):
         for n in NOTEBOOKS)
     assert figures == len(NOTEBOOKS), "every notebook shows a figure"
     assert "| prompt_tuning | smoke |" in (root / "book" / "experiments" / "run_summary.md").read_text()
+    for name in APP_NOTEBOOKS:  # their verdicts are computed even where the tiny tasks are not learned
+        nb = nbformat.read(root / "book" / "experiments" / f"{name}.ipynb", as_version=4)
+        text = " ".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells if c.cell_type == "code"
+                        for o in c.get("outputs", []))
+        assert "supported" in text or "untestable" in text, f"{name}: no computed verdict"
 
 
 def test_unchanged_notebooks_are_skipped(smoke_run):

@@ -74,6 +74,17 @@ def test_cli_reports_bad_parameters_in_one_line(capsys):
 
 
 # --- where a run writes ------------------------------------------------------------------------
+def test_the_application_chapters_run_last_and_the_class_run_leaves_them_out():
+    book = runner.select(None, "mini")
+    assert book == list(runner.NOTEBOOKS) and book[-3:] == list(runner.APP_NOTEBOOKS)
+    assert runner.select(None, "smoke") == book, "the tests' smoke run covers every chapter"
+    lesson = runner.select(None, "class")
+    assert lesson == [n for n in book if n not in runner.APP_NOTEBOOKS] and "projector" in lesson
+    assert runner.select(["model_tuning", "pruning"], "class") == ["pruning", "model_tuning"], "named, they run"
+    with pytest.raises(ConfigError, match=r"unknown notebook\(s\) \['prunning'\]; valid: prompt_tuning, .*pruning"):
+        runner.select(["prunning"], "class")
+
+
 def test_overrides_go_to_a_scratch_folder_unless_published():
     book = (REPO / "book" / "experiments", REPO / "results")
     assert runner.destinations("mini") == book
