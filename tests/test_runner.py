@@ -179,18 +179,19 @@ def test_an_interrupted_run_says_one_line_and_marks_the_notebook_interrupted(tmp
     import signal
     import time
 
-    templates = _template(tmp_path / "slow", body="import time\ntime.sleep(120)")
+    started = tmp_path / "cell_started"  # written by the sleeping cell itself: no guess at the kernel's start-up time
+    templates = _template(tmp_path / "slow", body=f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+                                                  "time.sleep(120)")
     out = tmp_path / "out"
     out.mkdir()
     (out / "panda.failed.ipynb").write_text("{}")  # a stale failure from before
     cmd = [sys.executable, "-m", "lib.runner", "--profile", "smoke", "--only", "panda", "--out", str(out),
            "--results", str(tmp_path / "results"), "--templates", str(templates)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = out / ".runinfo" / "panda.kernel.log"  # created when the kernel is about to start
     deadline = time.time() + 120
-    while time.time() < deadline and not log.is_file():
-        time.sleep(0.5)
-    time.sleep(3)  # the kernel starts and enters the sleeping cell
+    while time.time() < deadline and not started.is_file():
+        time.sleep(0.2)
+    assert started.is_file(), "the notebook never reached its sleeping cell"
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
     lines = err.strip().splitlines()
@@ -198,7 +199,7 @@ def test_an_interrupted_run_says_one_line_and_marks_the_notebook_interrupted(tmp
     assert lines[-1].startswith("stopped: interrupted while running 'panda'") and "run the same command again" in lines[-1]
     assert not [line for line in lines if "Traceback" in line or "IPKernelApp" in line], err
     assert (out / "panda.interrupted.ipynb").is_file() and not (out / "panda.ipynb").exists()
-    assert log.is_file(), "the kernel's own stderr went to its log, not the console"
+    assert (out / ".runinfo" / "panda.kernel.log").is_file(), "the kernel's own stderr went to its log, not the console"
     ok = _template(tmp_path / "ok")
     runner.run_profile("smoke", out, results_dir=tmp_path / "results", only=["panda"], templates=ok, progress=False)
     assert not (out / "panda.interrupted.ipynb").exists() and not (out / "panda.failed.ipynb").exists()
