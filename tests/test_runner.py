@@ -187,7 +187,10 @@ def test_an_interrupted_run_says_one_line_and_marks_the_notebook_interrupted(tmp
     (out / "panda.failed.ipynb").write_text("{}")  # a stale failure from before
     cmd = [sys.executable, "-m", "lib.runner", "--profile", "smoke", "--only", "panda", "--out", str(out),
            "--results", str(tmp_path / "results"), "--templates", str(templates)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a suite started as a background job (`make test &`) inherits SIGINT ignored, as POSIX shells do for
+    # background jobs; the runner under test gets Ctrl-C's default disposition, as in a terminal
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not started.is_file():
         time.sleep(0.2)
