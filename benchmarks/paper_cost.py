@@ -112,6 +112,17 @@ def measure(backbone: Backbone, profile, device: torch.device, steps: int, profi
         with torch.no_grad():
             forward()
 
+    # evaluation as lib.evaluation runs it: length-sorted batches of eval_batch_size (here every example
+    # has the full length, so sorting changes nothing and only the batch size differs from `evaluate`)
+    eval_batch = Batch(*(t.repeat((-(-tune.eval_batch_size // tune.batch_size), 1))[: tune.eval_batch_size]
+                         if t is not None else None
+                         for t in (batch.input_ids, batch.attention_mask, batch.token_type_ids)),
+                       batch.labels.repeat(-(-tune.eval_batch_size // tune.batch_size))[: tune.eval_batch_size])
+
+    def evaluate_eval_batch():
+        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            backbone.label_logits(prompt, eval_batch, verbalizer)
+
     sync = sync_for(device)
     with FlopCounterMode(display=False) as step_count:  # also the warm-up step
         step()
@@ -119,11 +130,14 @@ def measure(backbone: Backbone, profile, device: torch.device, steps: int, profi
         evaluate()
     step_times = [timed(step, sync) for _ in range(steps)]
     fwd_times = [timed(evaluate, sync) for _ in range(max(1, steps))]
+    eval_times = [timed(evaluate_eval_batch, sync) for _ in range(max(1, steps))]
     out = {"bf16": bf16, "batch": tune.batch_size, "prompt_length": tune.prompt_length, "max_length": tune.max_length,
            "tokens_per_example": tune.prompt_length + tune.max_length, "steps_timed": steps,
            "step_seconds": step_times, "step_seconds_median": statistics.median(step_times),
            "steps_per_s": 1 / statistics.median(step_times), "forward_seconds": fwd_times,
            "forward_examples_per_s": tune.batch_size / statistics.median(fwd_times),
+           "eval_batch": tune.eval_batch_size, "eval_batch_seconds": eval_times,
+           "eval_examples_per_s": tune.eval_batch_size / statistics.median(eval_times),
            "step_tflop": step_count.get_total_flops() / 1e12, "forward_tflop": fwd_count.get_total_flops() / 1e12}
     if profile_ops:
         out["top_ops"] = top_ops(step, device, sync)
@@ -162,12 +176,22 @@ def cost(profile_name: str, m: dict) -> dict:
         evals = math.ceil(steps / every)
         n_dev = dev_size(unit.task, prof)
         train_h = steps / m["steps_per_s"] / 3600
-        eval_h = evals * n_dev / m["forward_examples_per_s"] / 3600
+        # evaluation priced at the evaluation batch size lib uses (eval_batch_size); the earlier pages priced it
+        # at the training batch (`eval_hours_at_train_batch`, kept for the before/after comparison)
+        eval_h = evals * n_dev / m.get("eval_examples_per_s", m["forward_examples_per_s"]) / 3600
+        eval_old = evals * n_dev / m["forward_examples_per_s"] / 3600
         rows.append({"unit": unit.id, "kind": unit.kind, "task": unit.task, "steps": steps, "evaluations": evals,
-                     "dev_examples": n_dev, "train_hours": train_h, "eval_hours": eval_h, "hours": train_h + eval_h})
+                     "dev_examples": n_dev, "train_hours": train_h, "eval_hours": eval_h,
+                     "eval_hours_at_train_batch": eval_old, "hours": train_h + eval_h})
     main = [r for r in rows if r["kind"] == "tune"]
-    total = {k: sum(r[k] for r in rows) for k in ("train_hours", "eval_hours", "hours")}
+    total = {k: sum(r[k] for r in rows) for k in ("train_hours", "eval_hours", "eval_hours_at_train_batch", "hours")}
+    dev_forward = sum(r["evaluations"] * r["dev_examples"] for r in rows)
+    train_examples = sum(r["steps"] for r in rows) * prof.tune.batch_size
     return {"profile": profile_name, "units": rows, "n_units": len(rows),
+            "eval_share": total["eval_hours"] / total["hours"],
+            "eval_share_at_train_batch": total["eval_hours_at_train_batch"]
+            / (total["train_hours"] + total["eval_hours_at_train_batch"]),
+            "dev_examples_forwarded": dev_forward, "train_examples": train_examples,
             "n_units_by_kind": {k: sum(r["kind"] == k for r in rows) for k in dict.fromkeys(r["kind"] for r in rows)},
             "steps_total": sum(r["steps"] for r in rows), "profile_hours": total,
             "prompt_unit_hours": {"train": main[0]["train_hours"], "mean": statistics.mean(r["hours"] for r in main),

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, DataError, DataFileNotFound, unknown
-from .formats import Locator, read_local_located
+from .formats import Locator, check_data_file, read_local_located
 from .progress import report
 from .tasks import SPLITS, Task, get_task
 from .validation import check_fields
@@ -91,6 +91,20 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _kind(value: object) -> str:
+    """'a list ['a', 'b']', 'a number 3': a cell that is not text, as a message shows it."""
+    value = value.tolist() if isinstance(value, np.ndarray) else _plain(value)
+    kind = {list: "a list", tuple: "a list", dict: "a mapping", bool: "a bool", int: "a number",
+            float: "a number"}.get(type(value), f"a {type(value).__name__}")
+    shown = repr(value)
+    return f"{kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
+def _foreign_digits(value: object) -> bool:
+    """A string with a digit other than ASCII 0-9: str.isdigit() takes '١', '１' (as 1) and '¹' (int() fails)."""
+    return isinstance(value, str) and any(c.isdigit() and not "0" <= c <= "9" for c in value)
+
+
 def _canonicalise(task: Task, raw: pd.DataFrame, text_cols: tuple[str, ...], label_col: str,
                   origin: str, where: Locator | None = None) -> pd.DataFrame:
     """The canonical frame (text_a[, text_b], label); a bad row is one error naming its line or record."""
@@ -104,6 +118,10 @@ def _canonicalise(task: Task, raw: pd.DataFrame, text_cols: tuple[str, ...], lab
         empty = raw[col].isna().to_numpy()
         if empty.any():
             raise DataError(f"{at(int(empty.argmax()))}: no text in field {col!r} (null)")
+        if len(raw) and pd.api.types.infer_dtype(raw[col], skipna=True) != "string":  # a list became "['a' 'b']"
+            pos = int(raw[col].map(lambda v: not isinstance(v, str)).to_numpy().argmax())
+            raise DataError(f"{at(pos)}: field {col!r} holds {_kind(raw[col].iloc[pos])}, not text; "
+                            f"each text cell must be one string")
     out = pd.DataFrame({name: raw[col].astype(str).str.strip().to_numpy()
                         for name, col in zip(text_columns(task), text_cols)})
     mapping = {}
@@ -119,6 +137,10 @@ def _canonicalise(task: Task, raw: pd.DataFrame, text_cols: tuple[str, ...], lab
             raise DataError(f"{at(pos)}: no label (field {label_col!r} is empty); valid raw labels: "
                             f"{', '.join(repr(k) for k in task.raw_labels)}")
         try:
+            if _foreign_digits(value) and value.strip() not in task.raw_labels:
+                valid = ", ".join(repr(k) for k in task.raw_labels)
+                raise DataError(f"label {value!r} is not a label of task {task.name!r}: numeric labels are written "
+                                f"with the ASCII digits 0-9; valid raw labels: {valid}")
             mapping[value] = task.canonical_label(_plain(value))
         except DataError as exc:
             pos = int((raw[label_col] == value).to_numpy().argmax())
@@ -135,7 +157,7 @@ def _canonicalise(task: Task, raw: pd.DataFrame, text_cols: tuple[str, ...], lab
 def _read_local(task: Task, split: str, root: Path) -> pd.DataFrame:
     src = task.local
     assert src is not None
-    path = root / src.files[split]
+    path = check_data_file(root / src.files[split], root)
     raw, where = read_local_located(src.format, path, names=src.names, json_key=src.json_key,
                                     required=(*src.text_columns, src.label_column))
     return _canonicalise(task, raw, src.text_columns, src.label_column, f"file {path}", where)
@@ -188,8 +210,8 @@ def resolve_source(task: Task, cfg: DataConfig) -> str:
         if task.hub is None:
             raise DataError(f"task {task.name!r} has no hub source; use source='local'")
         return "hub"
-    if task.local is not None and root is not None and (root / task.local.files["test"]).is_file():
-        return "local"
+    if task.local is not None and root is not None and _on_disk(root / task.local.files["test"]):
+        return "local"  # a link or device there is refused by the local checks, not passed over for the hub
     if task.hub is not None:
         gap = _local_gap(task, cfg)
         if gap is not None:  # said before the (slow, maybe failing) hub attempt, not after
@@ -282,12 +304,19 @@ def load_splits(task: str | Task, cfg: DataConfig = DataConfig(),
     return {s: out[s] for s in splits}
 
 
+def _on_disk(path: Path) -> bool:
+    """Something other than a plain folder is at `path`: a file, a link (even a broken one), a device."""
+    return os.path.lexists(path) and not (path.is_dir() and not path.is_symlink())
+
+
 def _check_local_files(task: Task, cfg: DataConfig, splits: tuple[str, ...]) -> None:
     """Every file the requested splits need is below the data root, or one error that says which are not."""
     src, root = task.local, task_root(task, cfg)
     assert src is not None and root is not None
     files = {split: root / rel for split, rel in src.files.items()}
-    present = {split for split, path in files.items() if path.is_file()}
+    present = {split for split, path in files.items() if _on_disk(path)}
+    for split in sorted(present):  # every file there is a regular file inside the root, before any is read
+        check_data_file(files[split], root)
     if not present:
         raise DataFileNotFound(f"data root {root} has no files for task {task.name!r}: "
                                f"{', '.join(str(p) for p in files.values())} are all missing; "

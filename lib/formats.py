@@ -9,7 +9,13 @@ A file that cannot be read as its format promises is one `DataError` naming the 
 fewer fields than the header (pandas would silently pad a short row with empty text, or turn an
 extra field in the first row into an index), a JSON record without a required field.
 `read_local_located` also returns where each row came from, so that later checks (labels) can
-name the line too.
+name the line too. A TSV or JSONL file whose lines end in CR only (classic Mac) is refused with that
+diagnosis, not read as one long line whose header swallows the data.
+
+A data file must be a regular file (`check_data_file`): a device such as /dev/zero, a pipe or a
+socket is refused, not read forever or reported as missing. Given the data root, a file that is
+(or lies under) a symbolic link leading out of the root is refused before a byte of it is read, so
+no error message ever echoes the content of a file outside the data root (`dev.tsv -> /etc/passwd`).
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ import codecs
 import csv
 import io
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,13 +35,36 @@ from .errors import DataError, DataFileNotFound
 Locator = Callable[[int], str]  # row position -> 'line 7' / 'record 3'
 
 
-def _require(path: Path) -> Path:
+def check_data_file(path: Path, root: Path | None = None) -> Path:
+    """`path` if it is a regular file (inside `root` once links are followed, when a root is given).
+
+    Why: a link to /dev/zero would be read forever (or called 'not found'), and a link leading out
+    of the data root would have the loaders echo lines of an unrelated file in their errors.
+    """
     path = Path(path)
-    if path.is_dir():
-        raise DataFileNotFound(f"data file {path} is a folder, not a file")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataFileNotFound(f"data file not found: {path}")
+    link = f" (a symbolic link to {os.readlink(path)})" if path.is_symlink() else ""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise DataFileNotFound(f"data file {path}{link} leads to nothing that exists; "
+                               f"point it at a regular file") from None
+    if stat.S_ISDIR(mode):
+        raise DataFileNotFound(f"data file {path}{link} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"data file {path}{link} is not a regular file (a device, pipe or socket); "
+                        f"point it at a regular file")
+    if root is not None:
+        target, base = path.resolve(), Path(root).resolve()
+        if not target.is_relative_to(base):
+            raise DataError(f"data file {path} leads to {target}, outside the data root {root}, through a "
+                            f"symbolic link; refused, nothing of it is read: copy the file into the data root")
     return path
+
+
+def _require(path: Path) -> Path:
+    return check_data_file(path)
 
 
 def _text(path: Path, expected: str) -> str:
@@ -52,8 +83,15 @@ def _text(path: Path, expected: str) -> str:
                         f"save the file as UTF-8") from None
 
 
-def _lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) of the non-empty lines; '\\n' or '\\r\\n' end a line (nothing else does)."""
+def _lines(text: str, path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of the non-empty lines; '\\n' or '\\r\\n' end a line (nothing else does).
+
+    A file whose lines end in a lone CR is refused: read as one line, its header would swallow the data.
+    """
+    bare = text.count("\r") - text.count("\r\n")
+    if bare and bare >= text.count("\n"):
+        raise DataError(f"data file {path} ends its lines with CR only (classic Mac line endings, {bare} of "
+                        f"them); convert them to LF, e.g. tr '\\r' '\\n' < old > new")
     out = []
     for number, line in enumerate(text.split("\n"), 1):
         if line.endswith("\r"):
@@ -69,7 +107,7 @@ def _by_line(numbers: Sequence[int]) -> Locator:
 
 def _tsv(path: Path, names: tuple[str, ...] | None) -> tuple[pd.DataFrame, Locator]:
     path = Path(path)
-    lines = _lines(_text(path, "tab-separated rows" if names else "a header line and tab-separated rows"))
+    lines = _lines(_text(path, "tab-separated rows" if names else "a header line and tab-separated rows"), path)
     if names:
         columns, body = list(names), lines
     else:
@@ -136,7 +174,7 @@ def _check_record(record: object, where: str, path: Path, required: Sequence[str
 def _jsonl(path: Path, required: Sequence[str] = ()) -> tuple[pd.DataFrame, Locator]:
     path = Path(path)
     rows, numbers = [], []
-    for number, line in _lines(_text(path, "one JSON object per line")):
+    for number, line in _lines(_text(path, "one JSON object per line"), path):
         if not line.strip():
             continue
         try:

@@ -159,6 +159,12 @@ def write_torch(path: Path, obj: Any) -> None:
 
 
 def read_torch(path: Path) -> Any:
+    """A torch checkpoint holding tensors and plain data, loaded with `weights_only=True`.
+
+    A file that pickles code or objects (a hand-made or foreign `adapter_model.bin`, say) is refused
+    for safety; the message never suggests `weights_only=False`, which is the exploit. Any
+    `UnpicklingError` of the weights-only loader counts, whatever torch's wording of the day.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -166,14 +172,25 @@ def read_torch(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        found = re.search(r"GLOBAL\s+([\w.]+)", text)  # 'Unsupported global: GLOBAL x.y', 'unsupported GLOBAL x.y'
         if found:
-            raise CheckpointError(f"checkpoint {path} holds a Python object ({found.group(1)}) that is not loaded: "
-                                  f"checkpoints are read with torch.load(weights_only=True) and hold tensors and "
-                                  f"plain data only; this file was not written by lib.io") from None
-        detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
-        first = detail.group(1).strip() if detail else (text.splitlines()[0] if text else "")
-        raise CheckpointError(f"corrupt checkpoint {path}: UnpicklingError: {first}") from None
+            raise CheckpointError(f"checkpoint {path} holds pickled Python code or objects ({found.group(1)}), "
+                                  f"refused for safety: checkpoints are read with torch.load(weights_only=True) and "
+                                  f"may hold tensors and plain data only; this file was not written by lib.io, "
+                                  f"so take the checkpoint from its source again or use a .safetensors file") from None
+        raise CheckpointError(f"corrupt checkpoint {path}: not a file of tensors and plain data "
+                              f"({_unpickling_detail(text)}); refused for safety, not loaded") from None
     except Exception as exc:  # noqa: BLE001 - pickle/zip errors of every kind mean 'corrupt'
-        raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        first = re.split(r"(?<=\.)\s", str(exc).strip(), maxsplit=1)[0] if str(exc).strip() else ""
+        raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}: {first}") from None
+
+
+def _unpickling_detail(text: str) -> str:
+    """What the weights-only unpickler objected to, without torch's advice to load with weights_only=False."""
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)
+    if detail and detail.group(1).strip():
+        return " ".join(detail.group(1).split())
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and "weights_only" not in line and "load failed" not in line.lower()
+             and "documentation" not in line]
+    return lines[0] if lines else "refused by the weights-only unpickler"

@@ -1,10 +1,16 @@
 """The few lines every book notebook shares: profile, cached experiment, plot style, a banner, and the
 presentation helpers of the chapters (tables without index and with human column names, reference
-lines for chance and the majority class, legends outside the data). Nothing here computes a result."""
+lines for chance and the majority class, legends outside the data). Nothing here computes a result.
+
+`setup` first refuses notebook parameters that the notebook does not declare (`check_parameters`):
+papermill only logs "Passed unknown parameter" for `-p top_fraction 0.05`, injects the assignment
+anyway and exits 0 after running the committed configuration, a silently wrong result."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
+import dataclasses
 import html
 import json
 from pathlib import Path
@@ -46,6 +52,67 @@ def parse_overrides(value: Mapping[str, Any] | str | None, name: str = "override
     return parsed
 
 
+# papermill's Python translator starts the cell it injects with this comment (papermill.translators).
+INJECTED_MARK = "# Parameters\n"
+
+
+def _assignments(source: str) -> dict[str, str] | None:
+    """name -> value (source text) of a cell of plain assignments (a parameters cell); None for any other cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            return None
+        if node.value is None or not all(isinstance(t, ast.Name) for t in targets):
+            return None
+        for target in targets:
+            out[target.id] = ast.get_source_segment(source, node.value) or "..."
+    return out
+
+
+def check_parameters(history: Sequence[str] | None = None) -> None:
+    """One `ConfigError` when papermill injected a parameter the notebook's `parameters` cell does not declare.
+
+    The kernel's input history (`history`, default IPython's) holds the cells in the order they ran;
+    papermill runs its injected cell (it starts with `# Parameters`) right after the template's
+    parameters cell, so the names the one sets and the other does not are the undeclared ones. Outside
+    IPython, or when the cell before is not a cell of plain assignments (cells run out of order by
+    hand), nothing is checked. `PAPERMILL_*` names (papermill's --inject-paths) are always allowed.
+    """
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - IPython comes with the notebook dependencies
+            return
+        shell = get_ipython()
+        if shell is None:
+            return
+        history = list(shell.history_manager.input_hist_raw)
+    marks = [i for i, cell in enumerate(history) if isinstance(cell, str) and cell.startswith(INJECTED_MARK)]
+    if not marks:
+        return
+    i = marks[-1]
+    injected = _assignments(history[i])
+    declared = _assignments(history[i - 1]) if i > 0 else {}
+    if injected is None or declared is None:
+        return
+    undeclared = sorted(n for n in set(injected) - set(declared) if not n.startswith("PAPERMILL_"))
+    if not undeclared:
+        return
+    fields = [n for n in undeclared if n in {f.name for f in dataclasses.fields(Profile)}]
+    hint = (f"; a profile field is set through overrides, e.g. -p overrides '{{\"{fields[0]}\": "
+            f"{injected[fields[0]]}}}'" if fields and "overrides" in declared else "")
+    raise ConfigError(f"notebook parameter(s) {undeclared} are not declared by this notebook (its parameters: "
+                      f"{', '.join(sorted(declared)) or 'none'}) and would be ignored{hint}")
+
+
 def setup(profile: str, results_dir: str | Path = "results", overrides: Mapping[str, Any] | str | None = None,
           *, control: bool = False) -> tuple[Profile, Experiment]:
     """Resolve the profile (with overrides), open its cached experiment, style plots, show a banner.
@@ -55,6 +122,7 @@ def setup(profile: str, results_dir: str | Path = "results", overrides: Mapping[
     folder other than the repository's own `results/` (a scratch re-run) reads the committed results
     whose keys match and never writes there.
     """
+    check_parameters()  # before any work: an undeclared papermill parameter would be ignored silently
     import matplotlib
     import seaborn as sns
     from IPython.display import Markdown, display

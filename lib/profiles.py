@@ -3,7 +3,10 @@
 - smoke: a tiny random BERT and synthetic tasks; minutes on CPU; what the tests execute;
 - mini: all-MiniLM-L6-v2 on the real data available offline (../shared/data or the hub);
 - paper / paper_t5: roberta-base / t5-base with the references' tasks and hyper-parameters (GPU, hub).
-A notebook takes a profile name and may override single fields (`Profile.replace`).
+A notebook takes a profile name and may override single fields (`Profile.replace`); `name` and
+`description` label the profile and are not overridable (the name is the results folder's name).
+Every name that becomes a folder (the profile's, its tasks') is checked by
+`lib.validation.check_path_component` before anything is written.
 """
 from __future__ import annotations
 
@@ -16,7 +19,11 @@ from .errors import ConfigError, unknown
 from .models import PROMPT_POSITIONS
 from .tasks import TASKS
 from .tuning import TuneConfig
-from .validation import check_fields, check_overrides
+from .validation import check_fields, check_overrides, check_path_component
+
+
+# Fields that label a profile rather than set it up: never overridden (`Profile.replace`).
+LABELS = ("name", "description")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class Profile:
 
     def __post_init__(self) -> None:
         check_fields(self)  # types first: a string where a list or a number belongs is one clear line
+        check_path_component(self.name, "profile name")  # results/<name>/...
+        for task in (*self.tasks, *self.adversarial, *self.adversarial.values(), *self.task_tune):
+            check_path_component(task, "task name")  # .../prompts/<task>/seed<n>, <data root>/<task>/...
         if not self.tasks:
             raise ConfigError(f"profile {self.name!r} has no tasks")
         if not self.seeds:
@@ -107,6 +117,13 @@ class Profile:
         notebook parameter such as `{"tasks": "sst2"}` fails here, in one line, not inside a chapter.
         """
         overrides = check_overrides(Profile, overrides, "profile")
+        fixed = [key for key in LABELS if key in overrides]
+        if fixed:
+            from .catalog import PROFILES
+
+            raise ConfigError(f"profile field(s) {fixed} cannot be overridden: name and description label the "
+                              f"profile {self.name!r} and name its results folder; choose another profile "
+                              f"instead ({', '.join(sorted(PROFILES))})")
         for key in ("tune", "data"):
             if isinstance(overrides.get(key), dict):
                 try:

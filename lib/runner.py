@@ -60,7 +60,7 @@ SCOPED = {"study_overrides": STUDY_NOTEBOOKS, "app_overrides": APP_NOTEBOOKS}
 BATCH_ENV = "COMPENDIUM_BATCH"
 # lib modules about how notebooks are run or the book is built, not what the notebooks compute.
 NOT_NOTEBOOK_INPUTS = frozenset({"runner.py", "progress.py", "paths.py", "book_config.py", "units.py", "sweep.py",
-                                 "peft_io.py", "figures.py"})
+                                 "peft_io.py", "figures.py", "parallel_units.py"})
 # Profile fields that only label a profile; listed nowhere as settings.
 LABELS = ("name", "description")
 
@@ -121,11 +121,13 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
                 only: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
                 study_overrides: Mapping[str, Any] | None = None, publish: bool = False, force: bool = False,
                 progress: bool = True, templates: str | Path = TEMPLATES,
-                app_overrides: Mapping[str, Any] | None = None) -> list[dict]:
+                app_overrides: Mapping[str, Any] | None = None, jobs: int | None = None) -> list[dict]:
     """Execute the selected notebooks in order; return one record per notebook (ran / skipped, seconds).
 
     `out_dir` / `results_dir` default to `destinations(...)`: the book's folders, or a scratch folder
-    when there are overrides and not `publish`.
+    when there are overrides and not `publish`. With `jobs` > 1 (default: one per usable CPU core, 1
+    with a GPU) the prompts and transfer-study arms the notebooks to run need are tuned first, side by
+    side in `jobs` one-thread worker processes (`lib.parallel_units`); the notebooks then load them.
     """
     import papermill as pm
 
@@ -151,8 +153,8 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
     out = Path(out_dir) if out_dir is not None else default_out
     results = Path(results_dir) if results_dir is not None else default_results
     out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i, name in enumerate(names, 1):
+    plan = []
+    for name in names:
         template = Path(templates) / f"{name}.ipynb"
         if not template.is_file():
             raise ConfigError(f"notebook template not found: {template}")
@@ -162,8 +164,19 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
                 params[param] = value
         stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()})
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
+        unchanged = not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp
+        plan.append((name, template, params, stamp, target, info, unchanged))
+    to_run = [name for name, *_, unchanged in plan if not unchanged]
+    if jobs is None:
+        from .parallel_units import default_jobs
+
+        jobs = default_jobs()
+    if jobs > 1 and to_run and Path(templates).resolve() == TEMPLATES.resolve():
+        _tune_units_first(profile, overrides, study_overrides, results, to_run, jobs, progress)
+    records = []
+    for i, (name, template, params, stamp, target, info, unchanged) in enumerate(plan, 1):
         partial = out / f"{name}.running.ipynb"  # renamed to <name>.failed.ipynb if the notebook fails
-        if not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp:
+        if unchanged:
             _remove_stale_copies(out, name)  # a stale failure is superseded by the run that is current
             records.append({**read_json(info), "notebook": name, "status": "skipped"})
             _say(progress, f"[{i}/{len(names)}] {name}: unchanged, skipped")
@@ -204,6 +217,28 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         _say(progress, f"[{i}/{len(names)}] {name}: done in {seconds:.1f} s")
     write_summary(out, prof.name, results / prof.name)
     return records
+
+
+# Which chapters tune which units (lib.units kinds): every chapter but the claims summary reads the
+# profile's prompts; the control chapter tunes the random-init control's; the transfer-method chapters
+# the transfer study's arms.
+CONTROL_NOTEBOOKS = ("random_init_control",)
+ARM_NOTEBOOKS = ("indicators", "init_transfer", "panda")
+PROMPT_NOTEBOOKS = tuple(n for n in NOTEBOOKS if n != "claims")
+
+
+def _tune_units_first(profile: str, overrides: Mapping[str, Any], study_overrides: Mapping[str, Any],
+                      results: Path, chapters: Sequence[str], jobs: int, progress: bool) -> None:
+    """Tune the units `chapters` need in `jobs` worker processes before the notebooks run (see run_profile)."""
+    from .parallel_units import run_units, units_for
+    from .units import Spec
+
+    spec = Spec(profile, dict(overrides), dict(study_overrides), str(results))
+    units = units_for(spec, chapters, prompt_chapters=PROMPT_NOTEBOOKS, control_chapters=CONTROL_NOTEBOOKS,
+                      arm_chapters=ARM_NOTEBOOKS)
+    if units:
+        with _ProgressEcho("units" if progress else None):
+            run_units(spec, units, jobs=min(jobs, len(units)), say=lambda m: _say(progress, m))
 
 
 class Interrupted(RuntimeError):
@@ -491,9 +526,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--publish", action="store_true", help="with overrides, write into book/experiments and results/ "
                                                            "anyway (make run ... PUBLISH=1)")
     ap.add_argument("--force", action="store_true", help="run even if nothing changed")
+    ap.add_argument("--jobs", type=int, default=None, metavar="N",
+                    help="worker processes that tune the prompts side by side before the notebooks run, one "
+                         "torch thread each (default: one per usable CPU core; 1 with a GPU; 1 = in the notebooks)")
     ap.add_argument("--templates", default=str(TEMPLATES), help=argparse.SUPPRESS)  # tests: stand-in notebooks
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if args.jobs is not None and args.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {args.jobs}")
     try:
         given: dict[str, dict[str, Any]] = {k: {} for k in PARAMS}
         for text in args.param:
@@ -509,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = Path(args.results) if args.results else results
         records = run_profile(args.profile, out, results_dir=results, only=args.only, overrides=given["overrides"],
                               study_overrides=given["study_overrides"], force=args.force, templates=args.templates,
-                              app_overrides=given["app_overrides"])
+                              app_overrides=given["app_overrides"], jobs=args.jobs)
     except (ConfigError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

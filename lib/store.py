@@ -9,6 +9,15 @@ Every cached thing is keyed by everything that determines its content:
   of the library sources that compute it, so an edit in `lib` can never leave a stale table feeding
   a re-executed chapter.
 
+Every cached table and tensor file also carries a checksum, so that a file changed or cut short after
+it was written is never read as a result: a table's key file (`tables/<name>.json`) holds the sha256
+of the CSV's bytes, a tensor file's own metadata (safetensors header) the sha256 of its tensor data
+(the bytes after the header, which the metadata does not change). A table or tensor file whose key
+matches but whose bytes do not, one that is empty or unreadable, or a corrupt key file is one
+`CheckpointError` naming the file and saying how to recompute it (delete it and its key file, then
+re-run the chapter that computes it). Key files written before checksums existed (committed results)
+carry none: they are read unchecked, and the next write of that file adds one.
+
 Reads may fall back to read-only folders (`reuse`): a re-run into a scratch folder reuses the
 committed results whose keys match, and writes only into its own folder. All writes go through
 `lib.io`'s atomic writer (unique temporary name + rename), so two processes writing the same
@@ -31,6 +40,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import torch
 
+from .errors import CheckpointError
 from .io import read_json, read_tensors, write_json, write_tensors, write_text
 
 KEY_CHARS = 16
@@ -150,13 +160,15 @@ class ResultsStore:
         stamp = fingerprint({"config": config, "code": code_version()})
         for csv in self._candidates(Path("tables") / f"{name}.csv"):
             meta = csv.with_suffix(".json")
-            if csv.is_file() and meta.is_file() and read_json(meta).get("key") == stamp:
-                return pd.read_csv(csv)
+            if csv.is_file() and meta.is_file():
+                key = _table_key(csv, meta)
+                if key.get("key") == stamp:
+                    return _read_table(csv, meta, key.get("sha256"))
         t0 = time.perf_counter()
         table = compute()
         csv = self.root / "tables" / f"{name}.csv"
         write_text(csv, table.to_csv(index=False))
-        write_json(csv.with_suffix(".json"), {"key": stamp, "code": code_version(),
+        write_json(csv.with_suffix(".json"), {"key": stamp, "code": code_version(), "sha256": _sha256(csv.read_bytes()),
                                               "seconds": round(time.perf_counter() - t0, 1), "config": config})
         return table
 
@@ -167,19 +179,78 @@ class ResultsStore:
         stamp = fingerprint({"config": config, "code": code_version()})
         for path in self._candidates(Path(rel)):
             if path.is_file():
-                meta = _metadata(path)
+                raw = path.read_bytes()
+                meta, data = _safetensors_parts(path, raw)
                 if meta.get("key") == stamp:
-                    return read_tensors(path)
+                    if "sha256" in meta and _sha256(data) != meta["sha256"]:
+                        raise CheckpointError(f"cached tensor file {path} does not match the checksum in its "
+                                              f"metadata (changed or cut short since it was written); "
+                                              f"{_recompute(path)}")
+                    try:
+                        return read_tensors(path)
+                    except CheckpointError as exc:
+                        raise CheckpointError(f"{exc}; {_recompute(path)}") from None
         tensors = compute()
-        write_tensors(self.root / rel, tensors, metadata={"key": stamp, "code": code_version()})
+        from safetensors.torch import save
+
+        cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        _, data = _safetensors_parts(self.root / rel, save(cpu))  # the data bytes do not depend on the metadata
+        write_tensors(self.root / rel, cpu, metadata={"key": stamp, "code": code_version(), "sha256": _sha256(data)})
         return tensors
 
 
-def _metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
+
+def _recompute(path: Path, key: Path | None = None) -> str:
+    """How to recompute a cached file that cannot be used (the chapter would read it again otherwise)."""
+    files = f"{path} and its key file {key}" if key is not None else str(path)
+    return f"delete {files}, then re-run the chapter that computes it"
+
+
+def _table_key(csv: Path, meta: Path) -> dict[str, Any]:
+    """A table's key file, or one `CheckpointError` that says how to recompute the table."""
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except Exception:  # noqa: BLE001 - unreadable means 'no match': it is recomputed and replaced
-        return {}
+        key = read_json(meta)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}: it is the key file of the cached table {csv}; {_recompute(csv, meta)}") from None
+    if not isinstance(key, dict):
+        raise CheckpointError(f"key file {meta} of the cached table {csv} holds {type(key).__name__}, not a JSON "
+                              f"object; {_recompute(csv, meta)}")
+    return key
+
+
+def _read_table(csv: Path, meta: Path, sha256: str | None) -> pd.DataFrame:
+    """The cached table, checked against its key's checksum when the key has one (older keys have none)."""
+    raw = csv.read_bytes()
+    if not raw.strip():
+        raise CheckpointError(f"cached table {csv} is empty; {_recompute(csv, meta)}")
+    if sha256 is not None and _sha256(raw) != sha256:
+        raise CheckpointError(f"cached table {csv} does not match the checksum in its key file (changed or cut "
+                              f"short since it was written); {_recompute(csv, meta)}")
+    try:
+        return pd.read_csv(io.BytesIO(raw))
+    except ValueError as exc:  # pandas' EmptyDataError and ParserError, UnicodeDecodeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cached table {csv} is unreadable ({first}); {_recompute(csv, meta)}") from None
+
+
+def _safetensors_parts(path: Path, raw: bytes) -> tuple[dict[str, str], bytes]:
+    """(metadata, tensor data) of a safetensors file's bytes: an 8-byte header length, a JSON header, the data.
+
+    A file that is not one (empty, cut inside its header) is one `CheckpointError`: it lies where a
+    cached result belongs, so it was one.
+    """
+    size = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    try:
+        if not 0 < size <= len(raw) - 8:
+            raise ValueError("too short for its header")
+        header = json.loads(raw[8:8 + size])
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (ValueError, AttributeError) as exc:
+        raise CheckpointError(f"cached tensor file {path} is not a readable safetensors file ({exc}); "
+                              f"{_recompute(path)}") from None
+    return meta, raw[8 + size:]

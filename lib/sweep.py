@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import CompendiumError, ConfigError
-from .units import KINDS, Spec, Unit, add_spec_arguments, dependencies, list_units, run_unit, spec_from_args
+from .units import (KINDS, Spec, Unit, add_spec_arguments, dependencies, list_units, positive_threads, run_unit,
+                    spec_from_args)
 
 ENGINES = ("ray", "slurm", "sequential")
 
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--engine", choices=ENGINES, default="ray")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"unit kinds to run ({','.join(KINDS)})")
     ap.add_argument("--dry-run", action="store_true", help="print the plan (units per wave) and stop")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads per unit")
+    ap.add_argument("--threads", type=positive_threads, default=None, help="torch CPU threads per unit")
     ray_args = ap.add_argument_group("ray")
     ray_args.add_argument("--address", default=None, help="join this Ray cluster ('auto', 'ray://host:10001'); "
                                                           "default: start a local one")

@@ -16,6 +16,7 @@ import torch
 from .errors import unknown
 from .models import quiet_transformers
 from .tasks import TASKS, LocalSource, Task
+from .validation import check_path_component
 
 FAMILIES = ("bert", "roberta", "t5")
 SIGNAL_WORDS = ("good", "bad")
@@ -97,7 +98,11 @@ def _save_pretrained_atomically(path: Path, model, tok) -> None:
         with quiet_transformers():
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
+        # mkdtemp gives 0700 and safetensors' save_file 0600: every result follows the user's umask (lib.io)
+        mask = _umask()
+        os.chmod(tmp, 0o777 & ~mask)
+        for sub in tmp.rglob("*"):
+            os.chmod(sub, (0o777 if sub.is_dir() else 0o666) & ~mask)
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
@@ -207,6 +212,7 @@ def synthetic_task(root: str | Path, *, name: str = "synthetic", n_train: int = 
     perfect prompt reaches 100 %. Pair tasks put the signal in the second text. With `noise`, that
     share of the test examples carries the opposite signal word (a crude 'adversarial' set).
     """
+    check_path_component(name, "task name")  # <root>/<name>/train.jsonl
     rng = np.random.default_rng(seed)
     root = Path(root)
     files = {}

@@ -2,10 +2,20 @@
 
 The batch order is a pure function of (seed, step), and the checkpoint holds the prompt, the
 optimiser and scheduler states and the early-stopping counters, so a run killed at any point
-and resumed from its last checkpoint reaches exactly the prompt an uninterrupted run reaches.
+and resumed from its last checkpoint reaches exactly the prompt an uninterrupted run reaches
+(also a run killed after early stopping decided to stop: the resumed run stops at once).
+
+Batches are length-grouped by default (`batch_order='length_grouped'`, as HF Trainer's
+`group_by_length`): a batch is padded to its longest example, so drawing examples of similar length
+together removes most padding (45 % of SST-2's training positions with random batches). The
+grouping is still a pure, seeded function of (seed, step). Training steps compute the last encoder
+layer at the `<mask>` slot only (`last_layer='slot'`, masked LMs and tied encoders): the label is read
+there alone, so the other positions' last layer is work without effect (1/L of every step).
+Prompts tuned before either option existed (random batches, every position) keep their keys.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -13,7 +23,7 @@ import numbers
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +41,19 @@ from .validation import check_fields, check_overrides
 
 SCHEDULES = ("constant", "warmup_constant", "warmup_linear")
 PRECISIONS = ("auto", "fp32", "bf16")
+BATCH_ORDERS = ("length_grouped", "random")
+LAST_LAYERS = ("slot", "all")
+# Batches per length-sorted group: a group of GROUP_BATCHES x batch_size shuffled examples is sorted by
+# length and cut into batches (HF Trainer's LengthGroupedSampler uses 50), so batches stay random draws
+# of the epoch while their members have similar lengths.
+GROUP_BATCHES = 50
+# Upper bounds that no run of this project comes near; beyond them a typo (10**12) fails at once, not
+# after loading a model or allocating memory.
+MAX_BATCH = 1 << 16
+MAX_LENGTH = 1 << 16
+# The modules whose code determines a prompt (the loop, the forward pass, the initialisation and the
+# dev evaluation that picks the best checkpoint); a hash of their code enters every run signature.
+PROMPT_CODE = ("tuning.py", "models.py", "prompt.py", "evaluation.py")
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,8 @@ class TuneConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    batch_order: str = "length_grouped"  # or 'random' (every prompt tuned before the option existed)
+    last_layer: str = "slot"  # training steps compute the last layer at the mask slot only; 'all': every position
 
     def budgeted(self, n_train: int) -> "TuneConfig":
         """With `max_epochs`, the step budget of an epoch-based run (the references train 76 / 200
@@ -70,9 +95,17 @@ class TuneConfig:
             raise unknown("schedule", self.schedule, SCHEDULES)
         if self.precision not in PRECISIONS:
             raise unknown("precision", self.precision, PRECISIONS)
+        if self.batch_order not in BATCH_ORDERS:
+            raise unknown("batch order", self.batch_order, BATCH_ORDERS)
+        if self.last_layer not in LAST_LAYERS:
+            raise unknown("last_layer", self.last_layer, LAST_LAYERS)
         for name in ("prompt_length", "batch_size", "max_steps", "eval_every", "eval_batch_size", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, limit in (("batch_size", MAX_BATCH), ("eval_batch_size", MAX_BATCH), ("max_length", MAX_LENGTH),
+                            ("prompt_length", MAX_LENGTH)):
+            if getattr(self, name) > limit:
+                raise ConfigError(f"{name} must be at most {limit:,}, got {getattr(self, name):,}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         for name in ("weight_decay", "warmup_steps", "seed"):
@@ -141,12 +174,64 @@ def lr_lambda(cfg: TuneConfig) -> Callable[[int], float]:
     return f
 
 
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """Indices of the batch at `step`: epochs are seeded permutations, a pure function of the step."""
+def batch_indices(n: int, batch_size: int, seed: int, step: int,
+                  lengths: tuple[int, ...] | None = None) -> list[int]:
+    """Indices of the batch at `step`: epochs are seeded permutations, a pure function of the step.
+
+    With `lengths` (one per example), the epoch's batches are length-grouped (`grouped_epoch`);
+    without, batch k of an epoch is slice k of the permutation.
+    """
     per_epoch = math.ceil(n / batch_size)
     epoch, pos = divmod(step, per_epoch)
+    if lengths is not None:
+        if len(lengths) != n:
+            raise ConfigError(f"lengths has {len(lengths)} entries for {n} examples")
+        return list(grouped_epoch(tuple(lengths), batch_size, seed, epoch)[pos])
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     return perm[pos * batch_size: (pos + 1) * batch_size].tolist()
+
+
+@functools.lru_cache(maxsize=8)
+def grouped_epoch(lengths: tuple[int, ...], batch_size: int, seed: int, epoch: int) -> tuple[tuple[int, ...], ...]:
+    """The batches of one epoch, length-grouped: the epoch's seeded permutation (the one random batches
+    use) is cut into groups of `GROUP_BATCHES` x batch_size examples, each group is sorted by length
+    (longest first, ties in permutation order) and cut into batches, and the batches' order is shuffled
+    with a second seeded permutation, so a long batch is as likely early as late. Every example appears
+    once per epoch; the epoch has ceil(n / batch_size) batches, as with random batches.
+    """
+    n = len(lengths)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    span = GROUP_BATCHES * batch_size
+    batches: list[tuple[int, ...]] = []
+    for start in range(0, n, span):
+        group = sorted(perm[start: start + span], key=lambda i: -lengths[i])  # stable: ties keep perm order
+        batches += [tuple(group[k: k + batch_size]) for k in range(0, len(group), batch_size)]
+    order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919_743))
+    return tuple(batches[k] for k in order.tolist())
+
+
+def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Fraction of the token positions of `batches` that are padding, each batch padded to its longest:
+    1 - sum(lengths) / sum(len(batch) * max length in batch)."""
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches if len(b))
+    return 1.0 - real / padded if padded else 0.0
+
+
+def training_lengths(cfg: "TuneConfig", data: Encoded) -> tuple[int, ...] | None:
+    """What `batch_indices` groups by: the examples' token counts with length-grouped batches, else None."""
+    return tuple(len(x) for x in data.input_ids) if cfg.batch_order == "length_grouped" else None
+
+
+@functools.lru_cache(maxsize=1)
+def prompt_code_version() -> str:
+    """Hash of the code (docstrings and comments stripped) of `PROMPT_CODE`: the part of a run signature
+    that says which code produced a prompt, so an edit of the loop, forward pass, initialisation or dev
+    evaluation tunes new prompts instead of silently reusing (or silently differing from) committed ones."""
+    from .store import source_version
+
+    here = Path(__file__).resolve().parent
+    return source_version([here / name for name in PROMPT_CODE])
 
 
 def _tensor_digest(t: torch.Tensor) -> str:
@@ -170,13 +255,19 @@ def run_signature(cfg: TuneConfig, backbone: Backbone, task: Task, train: pd.Dat
     """Everything that determines a tuning run's result: its checkpoint fingerprint and cache key.
 
     Settings that cannot change the prompt (device, evaluation batch size) are left out; the data
-    enter by content hash, so the same configuration on other data is another run.
+    enter by content hash, so the same configuration on other data is another run. Length-grouped
+    runs also carry the version of the code that tunes them (`prompt_code_version`).
     """
     sig = asdict(cfg)
     sig.pop("device")
     sig.pop("eval_batch_size")
     if sig["max_epochs"] is None:  # options added later enter only when used: older prompts keep their keys
         sig.pop("max_epochs")
+    legacy = cfg.batch_order == "random" and cfg.last_layer == "all"  # how every prompt before the options was tuned
+    if sig["batch_order"] == "random":  # options added later enter only when they differ from the old behaviour
+        sig.pop("batch_order")
+    if sig["last_layer"] == "all":
+        sig.pop("last_layer")
     out: dict[str, Any] = {"config": sig, "backbone": backbone.name, "head": backbone.head, "task": task.name,
                            "n_train": len(train), "n_dev": len(dev),
                            "data": {"train": data_digest(train), "dev": data_digest(dev)}}
@@ -186,6 +277,8 @@ def run_signature(cfg: TuneConfig, backbone: Backbone, task: Task, train: pd.Dat
         out["source_prompt"] = _tensor_digest(source_prompt)
     if teacher_prompt is not None:
         out["distill"] = {"beta": distill_beta, "teacher_sha256": _tensor_digest(teacher_prompt)}
+    if not legacy:
+        out["code"] = prompt_code_version()
     return out
 
 
@@ -278,20 +371,24 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
         return evaluate(backbone, prompt.detach(), task, dev_enc, batch_size=cfg.eval_batch_size,
                         max_length=cfg.max_length, autocast=bf16)
 
-    stopped_early = False
+    # a run killed after early stopping decided to stop (its last checkpoint written, metrics.json not yet
+    # marked finished) stops again here, before another step: training on would give another prompt
+    stopped_early = stop_early(cfg.patience, state["bad_evals"])
+    lengths = training_lengths(cfg, train_enc)
+    slot_only = cfg.last_layer == "slot"  # dev evaluation always runs the whole model, as the reported numbers do
     t0 = time.perf_counter() - state["seconds"]
     bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"tune {task.name}", disable=not progress,
                unit="step", leave=False)
     try:
-        while state["step"] < cfg.max_steps:
-            idx = batch_indices(len(train_enc), cfg.batch_size, cfg.seed, state["step"])
+        while state["step"] < cfg.max_steps and not stopped_early:
+            idx = batch_indices(len(train_enc), cfg.batch_size, cfg.seed, state["step"], lengths)
             batch = backbone.collate(train_enc, idx)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = backbone.label_logits(prompt, batch, verbalizer)
+                logits = backbone.label_logits(prompt, batch, verbalizer, slot_only=slot_only)
             loss = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
             if teacher is not None:
                 with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                    target = backbone.label_logits(teacher, batch, verbalizer)
+                    target = backbone.label_logits(teacher, batch, verbalizer, slot_only=slot_only)
                 loss = loss + distill_beta * torch.nn.functional.mse_loss(logits.float(), target.float())
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
@@ -335,7 +432,7 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
                         write_json(out / "config.json", signature)
                         config_pending = False
                     _save_state(out, state, prompt, optimizer, scheduler, improved)
-                if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
+                if stop_early(cfg.patience, state["bad_evals"]):
                     stopped_early = True
                     break
     finally:
@@ -348,8 +445,14 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
         if config_pending:
             write_json(out / "config.json", signature)
         save_prompt(out / "prompt.safetensors", result.prompt, {"task": task.name, "backbone": backbone.name})
-        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature})
+        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature,
+                                          "prompt_sha256": _tensor_digest(result.prompt)})
     return result
+
+
+def stop_early(patience: int | None, bad_evals: int) -> bool:
+    """Early stopping: `patience` evaluations in a row without a better dev accuracy (None: never)."""
+    return patience is not None and bad_evals >= patience
 
 
 def _save_state(out: Path, state: dict, prompt: torch.Tensor, optimizer, scheduler, improved: bool) -> None:
@@ -415,8 +518,21 @@ def _finished_result(out: Path, signature: dict) -> TuneResult | None:
     if not bool(torch.isfinite(prompt).all()):
         raise CheckpointError(f"finished run in {out} holds a non-finite prompt (a diverged run saved before this "
                               f"was checked); it is not a valid result: remove the folder {out} and run again")
+    missing = [k for k in FINISHED_FIELDS if k not in metrics]
+    if missing:
+        raise CheckpointError(f"finished run in {out} has a metrics.json without {', '.join(missing)}; it is not a "
+                              f"valid result: remove the folder {out} and run again")
+    saved = metrics.get("prompt_sha256")  # runs finished before the checksum existed have none
+    if saved is not None and saved != _tensor_digest(prompt):
+        raise CheckpointError(f"finished run in {out}: prompt.safetensors is not the prompt this run saved "
+                              f"(checksum {_tensor_digest(prompt)}, metrics.json says {saved}); remove the folder "
+                              f"{out} and run again")
     return TuneResult(prompt, metrics["best_dev_accuracy"], metrics["best_step"],
                       metrics["steps"], metrics["history"], metrics["stopped_early"], metrics["seconds"])
 
 
-__all__ = ["TuneConfig", "TuneResult", "tune_prompt", "batch_indices", "lr_lambda", "SCHEDULES"]
+FINISHED_FIELDS = ("best_dev_accuracy", "best_step", "steps", "history", "stopped_early", "seconds")
+
+
+__all__ = ["TuneConfig", "TuneResult", "tune_prompt", "batch_indices", "grouped_epoch", "padding_share",
+           "training_lengths", "stop_early", "prompt_code_version", "lr_lambda", "SCHEDULES", "BATCH_ORDERS"]

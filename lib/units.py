@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .errors import CompendiumError, ConfigError, unknown
 from .paths import REPO, from_repo
+from .validation import check_path_component
 
 try:
     import fcntl
@@ -67,6 +69,9 @@ class Unit:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise unknown("unit kind", self.kind, KINDS)
+        check_path_component(self.task, "a unit's task")  # the unit's folder and lock file are named by it
+        if self.source is not None:
+            check_path_component(self.source, "a unit's source task")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"a unit's seed must be a non-negative integer, got {self.seed!r}")
         if (self.kind in ("transfer", "panda")) != (self.source is not None):
@@ -91,7 +96,7 @@ class Unit:
     @classmethod
     def parse(cls, text: str) -> "Unit":
         parts = text.strip().strip("/").split("/")
-        if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
+        if len(parts) != 3 or not re.fullmatch(r"seed[0-9]+", parts[2]):  # ASCII digits: '¹'.isdigit() is True
             raise ConfigError(f"a unit id is <kind>/<task or source_to_target>/seed<n>, e.g. tune/sst2/seed0; "
                               f"got {text!r}")
         kind, middle, seed = parts[0], parts[1], int(parts[2][4:])
@@ -368,6 +373,17 @@ def add_spec_arguments(ap: argparse.ArgumentParser) -> None:
                          "_build_runs/<profile>-<hash>/results with overrides); the committed results/ is reused")
 
 
+def positive_threads(text: str) -> int:
+    """`--threads` as argparse's type: a whole number of at least 1, else argparse's one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threads must be a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"threads must be at least 1, got {value}")
+    return value
+
+
 def spec_from_args(args: argparse.Namespace) -> Spec:
     spec = Spec(args.profile, args.overrides or {}, args.study or {}, args.results)
     spec.profile_obj()  # validates the overrides before any work
@@ -388,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     what.add_argument("--arm", choices=ARMS, help="a transfer-study arm instead of the profile's prompt")
     what.add_argument("--source", help="the source task of a transfer or panda arm")
     what.add_argument("--control", action="store_true", help="the random-initialisation control's prompt")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--threads", type=positive_threads, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--progress", action="store_true", help="show the tuning progress bar")
     args = ap.parse_args(argv)
     try:

@@ -18,6 +18,11 @@ accepted where a tuple is expected (and stored as a tuple); numpy scalars count 
 number they hold (and are stored as one, so they never reach a JSON file as a string).
 Checks of ranges and of relations between fields stay in each class's `__post_init__`.
 
+Names that become folder or file names (profile names, task names, unit ids) go through
+`check_path_component` as well: letters, digits, '_', '-' and '.', no '..' and no leading '.', so a
+name such as '../../x' is refused before anything is written, never turned into a path outside
+the results folder.
+
 A small hand-written checker rather than pydantic: pydantic is not a declared dependency of the
 library, its errors are multi-line, and its lax mode would turn '0.01' into 0.01 silently; the
 annotations the dataclasses already carry are all this needs.
@@ -30,6 +35,7 @@ import json
 import math
 import numbers
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping as AbcMapping
@@ -38,6 +44,9 @@ from typing import Any, Mapping
 from .errors import ConfigError
 
 _NONE = type(None)
+# A name used as one folder or file name: no separator, no '..', no leading '.' (hidden files are the
+# namespace of lock files and temporaries, see lib.io and lib.units).
+PATH_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
 @functools.lru_cache(maxsize=None)
@@ -223,6 +232,18 @@ def check_fields(obj: Any, prefix: str = "") -> None:
             object.__setattr__(obj, f.name, new)
 
 
+def check_path_component(value: Any, what: str) -> str:
+    """`value` if it can be one folder name under the results or data folder, else one `ConfigError`.
+
+    Why: task names, profile names and unit ids are joined into paths (results/<profile>/.../prompts/<task>);
+    '../../x' would write outside the results folder.
+    """
+    if not isinstance(value, str) or not PATH_COMPONENT.fullmatch(value) or ".." in value:
+        raise ConfigError(f"{what} {_shown(value)} cannot be used as a folder name: use letters, digits, "
+                          f"'_', '-' and '.' only (no '/', no '..', no leading '.')")
+    return value
+
+
 def check_overrides(cls: type, overrides: Mapping[str, Any], label: str | None = None,
                     prefix: str = "") -> dict[str, Any]:
     """Overrides of `cls`'s fields, checked (unknown names, types) and normalised, before anything is built.
@@ -249,4 +270,4 @@ def check_overrides(cls: type, overrides: Mapping[str, Any], label: str | None =
     return out
 
 
-__all__ = ["check_fields", "check_overrides", "coerce"]
+__all__ = ["check_fields", "check_overrides", "check_path_component", "coerce"]

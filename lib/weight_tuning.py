@@ -21,10 +21,13 @@ and resumed reaches bitwise the weights of an uninterrupted one. The input backb
 changed: the tuned model is a deep copy, returned as a new `Backbone`. A finished folder holds
 config.json (the run signature), metrics.json and `weights.safetensors` (the best-on-dev trained
 tensors only, by parameter name: small for bitfit and lora); `load_tuned` rebuilds the model.
+metrics.json carries the weights' checksum (`weights_digest`), checked whenever a finished run is loaded.
+A run killed after early stopping decided to stop stops again at once when resumed.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,7 +45,7 @@ from .io import read_json, read_tensors, read_torch, write_json, write_tensors, 
 from .models import Backbone, Encoded
 from .progress import report
 from .tasks import Task, get_task
-from .tuning import TuneConfig, _check_signature, batch_indices, data_digest
+from .tuning import TuneConfig, _check_signature, batch_indices, data_digest, stop_early
 from .validation import check_fields, check_overrides
 
 METHODS = ("bitfit", "lora", "full")
@@ -201,9 +204,24 @@ def _assign(params: dict[str, nn.Parameter], tensors: dict[str, torch.Tensor], w
             p.copy_(tensors[n].to(device=p.device, dtype=p.dtype))
 
 
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the trained tensors (names and float32 bytes, in name order): the checksum a finished
+    run's metrics.json carries, so that a weights file replaced by another run's is never served."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _rebuild(backbone: Backbone, cfg: WeightTuneConfig, out: Path) -> tuple[Backbone, dict[str, nn.Parameter]]:
     tuned, params = prepare(backbone, cfg)
-    _assign(params, read_tensors(out / WEIGHTS_FILE), out / WEIGHTS_FILE)
+    tensors = read_tensors(out / WEIGHTS_FILE)
+    saved = read_json(out / "metrics.json").get("weights_sha256")  # runs finished before the checksum have none
+    if saved is not None and saved != weights_digest(tensors):
+        raise CheckpointError(f"finished run in {out}: {WEIGHTS_FILE} is not the file this run saved (its checksum "
+                              f"differs from metrics.json's); remove the folder {out} and run again")
+    _assign(params, tensors, out / WEIGHTS_FILE)
     tuned.model.requires_grad_(False)
     return tuned, params
 
@@ -241,6 +259,11 @@ def tune_weights(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enc
     if m.get("finished"):  # a finished run: rebuilt from its weights, not tuned again
         assert out is not None
         _check_signature(out, signature)
+        missing = [k for k in ("best_dev_accuracy", "best_step", "steps", "history", "seconds", "stopped_early")
+                   if k not in m]
+        if missing:
+            raise CheckpointError(f"finished run in {out} has a metrics.json without {', '.join(missing)}; it is not "
+                                  f"a valid result: remove the folder {out} and run again")
         tuned, params = _rebuild(backbone, cfg, out)
         return WeightTuneResult(tuned.to(device), m["best_dev_accuracy"], m["best_step"], m["steps"], m["history"],
                                 m["seconds"], _count(params), _count(tuned.model.parameters()), m["stopped_early"])
@@ -275,12 +298,13 @@ def tune_weights(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enc
                                f"{state['step'] + 1}: {what} is {value} (lr {cfg.lr}); lower lr"
                                f"{' or set grad_clip' if cfg.grad_clip is None else ''}; {kept}")
 
-    stopped_early = False
+    # killed after early stopping decided to stop (checkpoint written, not yet finished): stop again at once
+    stopped_early = stop_early(cfg.patience, state["bad_evals"])
     t0 = time.perf_counter() - state["seconds"]
     bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"{cfg.method} {task.name}", disable=not progress,
                unit="step", leave=False)
     try:
-        while state["step"] < cfg.max_steps:
+        while state["step"] < cfg.max_steps and not stopped_early:
             batch = tuned.collate(train_enc, batch_indices(len(train_enc), cfg.batch_size, cfg.seed, state["step"]))
             logits = tuned.label_logits(slot, batch, verbalizer)
             loss = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
@@ -326,7 +350,7 @@ def tune_weights(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enc
                     write_json(out / "metrics.json", {"best_dev_accuracy": state["best_acc"], "steps": state["step"],
                                                       "best_step": state["best_step"], "history": state["history"],
                                                       "finished": False})
-                if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
+                if stop_early(cfg.patience, state["bad_evals"]):
                     stopped_early = True
                     break
     finally:
@@ -340,7 +364,8 @@ def tune_weights(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enc
             write_json(out / "config.json", signature)
         write_tensors(out / WEIGHTS_FILE, state["best"], {"task": task.name, "backbone": backbone.name,
                                                           "method": cfg.method})
-        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature})
+        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature,
+                                          "weights_sha256": weights_digest(state["best"])})
     return result
 
 

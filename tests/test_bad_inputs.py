@@ -11,10 +11,12 @@ Set $COMPENDIUM_BAD_INPUTS_LOG to a file to collect each case's message (one JSO
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -34,11 +36,15 @@ from lib.data import DataConfig, load_split, load_splits
 from lib.errors import CheckpointError, CompendiumError, ConfigError, DataError, DataFileNotFound, DivergenceError
 from lib.io import read_torch, write_json, write_torch
 from lib.models import ModelLoadError, load_backbone
+from lib.notebook import check_parameters
+from lib.peft_io import read_peft
 from lib.profiles import get_profile
 from lib.prompt import save_prompt
-from lib.tiny import build_tiny_backbone
+from lib.store import ResultsStore
+from lib.tiny import build_tiny_backbone, synthetic_task
 from lib.transfer_study import get_study
 from lib.tuning import TuneConfig, tune_prompt
+from lib.units import Spec, Unit, run_unit
 
 REPO = Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
@@ -162,6 +168,104 @@ class Opaque:  # a pickled object of a class: refused by torch.load(weights_only
     pass
 
 
+class Payload:  # what a hostile pickle carries: a call on load (here a harmless one, never made)
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def _peft_folder_with_pickle(ctx: Ctx) -> None:
+    folder = ctx.tmp / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 4}))
+    torch.save({"prompt_embeddings": torch.zeros(4, 8), "hook": Payload()}, folder / "adapter_model.bin")
+
+
+def _link(rel: str, target: Callable[[Ctx], Path | str], copy: str | None = None) -> Callable[[Ctx], None]:
+    """Replace `rel` below the data root by a symbolic link to `target(ctx)`."""
+    def setup(ctx: Ctx) -> None:
+        if copy:
+            ctx.copy(copy)
+        path = ctx.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() or path.is_symlink():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        path.symlink_to(target(ctx))
+    return setup
+
+
+def _outside_file(ctx: Ctx) -> Path:
+    """A file beside the data root, as /etc/passwd would be: its content must never show in a message."""
+    path = ctx.tmp / "outside" / "passwd"
+    path.parent.mkdir()
+    path.write_text("root:x:0:0:SECRET-LINE\tlabel\n")
+    return path
+
+
+def _outside_glue(ctx: Ctx) -> Path:
+    shutil.copytree(Path(__file__).parent / "fixtures" / "data" / "glue" / "SST-2", ctx.tmp / "elsewhere" / "SST-2")
+    return ctx.tmp / "elsewhere"
+
+
+def _fifo(ctx: Ctx) -> None:
+    ctx.copy("glue/SST-2")
+    (ctx.root / "glue/SST-2/dev.tsv").unlink()
+    os.mkfifo(ctx.root / "glue/SST-2/dev.tsv")
+
+
+def _parquet(text: list) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        ctx.copy("imdb")
+        pd.DataFrame({"text": text, "label": [1, 0]}).to_parquet(ctx.root / "imdb/test.parquet")
+    return setup
+
+
+def _store(ctx: Ctx) -> ResultsStore:
+    return ResultsStore(ctx.tmp / "store")
+
+
+def _table(ctx: Ctx):
+    return _store(ctx).table("t", {"k": 1}, lambda: pd.DataFrame({"x": range(100), "y": [f"r{i}" for i in range(100)]}))
+
+
+def _tensors(ctx: Ctx):
+    return _store(ctx).tensors("neurons/x.safetensors", {"k": 1}, lambda: {"scores": torch.arange(100.0)})
+
+
+def _cached_then(kind: str, change: Callable[[Path], None]) -> Callable[[Ctx], None]:
+    """Compute a cached table or tensor file, then `change` it (its file, or for 'key' the table's key file)."""
+    def setup(ctx: Ctx) -> None:
+        (_tensors if kind == "tensors" else _table)(ctx)
+        files = {"table": "tables/t.csv", "key": "tables/t.json", "tensors": "neurons/x.safetensors"}
+        change(ctx.tmp / "store" / files[kind])
+    return setup
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_last_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-2] ^= 1
+    path.write_bytes(bytes(raw))
+
+
+def _edit_digit(path: Path) -> None:  # same size, other number: 'r50' -> 'r59'
+    path.write_text(path.read_text().replace("50,r50", "59,r50"))
+
+
+def _old_key_then_empty(path: Path) -> None:
+    """A key written before checksums (committed results) and its table emptied."""
+    key = path.with_suffix(".json")
+    meta = json.loads(key.read_text())
+    del meta["sha256"]
+    key.write_text(json.dumps(meta))
+    path.write_bytes(b"")
+
+
+_PARAMETERS = 'profile = "smoke"\nresults_dir = "results"\noverrides = {}\n'
+
+
 def _cuda_missing(ctx: Ctx) -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is available here")
@@ -196,6 +300,10 @@ CASES = [
     Case("a seed is repeated", ConfigError, ("seeds must not repeat, got [0, 0]",), override(seeds=[0, 0])),
     Case("tune.max_steps is a bool", ConfigError, ("tune.max_steps must be an integer, got True (a bool)",),
          override(tune={"max_steps": True})),
+    Case("tune.batch_size is 10**12", ConfigError, ("batch_size must be at most 65,536, got 1,000,000,000,000",),
+         override(tune={"batch_size": 10 ** 12}), issue="accepted; failed late or never"),
+    Case("tune.max_length is 10**6", ConfigError, ("max_length must be at most 65,536, got 1,000,000",),
+         override(tune={"max_length": 10 ** 6}), issue="accepted; failed late or never"),
     Case("data.max_train is a string", ConfigError, ("data.max_train must be an integer or None, got '100'",),
          override(data={"max_train": "100"})),
     Case("data.carve_train_from_test is 'yes'", ConfigError,
@@ -222,6 +330,45 @@ CASES = [
          lambda ctx: get_study("mini", {"pairs": "sst2,imdb"})),
     Case("study beta is nan", ConfigError, ("beta must be a finite number, got nan",),
          lambda ctx: get_study("mini", {"beta": NAN})),
+    Case("the profile name overridden", ConfigError,
+         ("profile field(s) ['name'] cannot be overridden", "choose another profile"),
+         override(name="../../../../escape_demo"), issue="a model written outside the results folder"),
+    Case("the profile description overridden", ConfigError, ("profile field(s) ['description'] cannot be overridden",),
+         override(description="mine")),
+    Case("a profile built with a name that is a path", ConfigError,
+         ("profile name '../x' cannot be used as a folder name", "no '..'"),
+         lambda ctx: dataclasses.replace(get_profile("mini"), name="../x")),
+    Case("a synthetic task named '../../x'", ConfigError, ("task name '../../x' cannot be used as a folder name",),
+         lambda ctx: get_profile("smoke").replace(tasks=["../../x"]), issue="a lock file outside the results tree"),
+    Case("a task name with a slash", ConfigError, ("task name 'glue/sst2' cannot be used as a folder name",),
+         override(tasks=["glue/sst2"])),
+    Case("an adversarial set named '../adv'", ConfigError, ("task name '../adv' cannot be used as a folder name",),
+         lambda ctx: get_profile("smoke").replace(adversarial={"synthetic": "../adv"})),
+    Case("a task name that is a hidden name", ConfigError, ("task name '.lock' cannot be used as a folder name",),
+         lambda ctx: get_profile("smoke").replace(tasks=[".lock"])),
+    Case("a unit whose task is '../../x'", ConfigError, ("a unit's task '../../x' cannot be used as a folder name",),
+         lambda ctx: Unit("tune", "../../x", 0)),
+    Case("a transfer unit whose source is '..'", ConfigError,
+         ("a unit's source task '..' cannot be used as a folder name",),
+         lambda ctx: Unit.parse("transfer/.._to_synthetic/seed0")),
+    Case("a unit id with a superscript seed", ConfigError, ("a unit id is <kind>/", "got 'tune/sst2/seed\u00b9'"),
+         lambda ctx: Unit.parse("tune/sst2/seed\u00b9"), issue="raw ValueError from int()"),
+    Case("lib.units with the profile name overridden", ConfigError, ("profile field(s) ['name'] cannot be overridden",),
+         lambda ctx: run_unit(Spec("smoke", {"name": "../../../../escape_demo"},
+                                   results=str(ctx.tmp / "a/b/c/d/results")), "tune/synthetic/seed0"), issue="wrote a model outside the results folder"),
+    Case("lib.units with a smoke task named '../../x'", ConfigError,
+         ("task name '../../x' cannot be used as a folder name",),
+         lambda ctx: run_unit(Spec("smoke", {"tasks": ["../../x"]}, results=str(ctx.tmp / "a/b/results")),
+                              Unit("tune", "synthetic", 0)), issue="a lock file outside the results tree"),
+    Case("a synthetic task written under a name that is a path", ConfigError,
+         ("task name '../x' cannot be used as a folder name",), lambda ctx: synthetic_task(ctx.root, name="../x")),
+    Case("papermill passed a parameter the notebook does not declare", ConfigError,
+         ("notebook parameter(s) ['top_fraction'] are not declared by this notebook",
+          "(its parameters: overrides, profile, results_dir) and would be ignored",
+          """-p overrides '{"top_fraction": 0.05}'"""),
+         lambda ctx: check_parameters(["", "import os", _PARAMETERS,
+                                       '# Parameters\nprofile = "smoke"\ntop_fraction = 0.05\n']),
+         issue="papermill exited 0 after a 'Passed unknown parameter' line"),
     # --- tuning: fingerprints, sources, non-finite numbers -------------------------------------------
     Case("source_prompt with init='vocab'", ConfigError, ("source_prompt is only used with init='source'",),
          lambda ctx: ctx.tune(source_prompt=_source(ctx)), issue="silent: source ignored"),
@@ -253,13 +400,25 @@ CASES = [
     Case("a finished run holding a nan prompt (written before the check)", CheckpointError,
          ("holds a non-finite prompt", "not a valid result"), lambda ctx: ctx.tune(),
          setup=_nan_prompt_in_finished_run),
-    Case("a corrupt state.pt", CheckpointError, ("corrupt checkpoint", "state.pt"), lambda ctx: ctx.tune(),
-         setup=lambda ctx: (_interrupted(ctx), (ctx.out / "state.pt").write_bytes(b"not a checkpoint"))),
+    Case("a corrupt state.pt", CheckpointError, ("corrupt checkpoint", "state.pt", "refused for safety"),
+         lambda ctx: ctx.tune(),
+         setup=lambda ctx: (_interrupted(ctx), (ctx.out / "state.pt").write_bytes(b"not a checkpoint")),
+         absent=("weights_only=False", "set to `False`")),
     Case("a checkpoint holding a pickled object (weights_only)", CheckpointError,
-         (f"state.pt holds a Python object ({Opaque.__module__}.Opaque) that is not loaded",
+         (f"state.pt holds pickled Python code or objects ({Opaque.__module__}.Opaque), refused for safety",
           "weights_only=True"), lambda ctx: read_torch(ctx.out / "state.pt"),
          setup=lambda ctx: (ctx.out.mkdir(), torch.save({"x": Opaque()}, ctx.out / "state.pt")),
-         issue="torch.load(weights_only=False)"),
+         absent=("weights_only=False", "set to `False`", "Re-running"), issue="torch.load(weights_only=False)"),
+    Case("a PEFT adapter_model.bin carrying a pickle payload", CheckpointError,
+         ("adapter_model.bin holds pickled Python code or objects", "refused for safety"),
+         lambda ctx: read_peft(ctx.tmp / "adapter"), setup=_peft_folder_with_pickle,
+         absent=("weights_only=False", "set to `False`", "Re-running", "corrupt"),
+         issue="'corrupt checkpoint ... Re-running torch.load with weights_only set to False will likely succeed'"),
+    Case("a bare pickle with a call on load as a checkpoint", CheckpointError,
+         ("state.pt holds pickled Python code or objects (posix.getcwd)", "refused for safety"),
+         lambda ctx: read_torch(ctx.tmp / "state.pt"),
+         setup=lambda ctx: (ctx.tmp / "state.pt").write_bytes(pickle.dumps(Payload(), protocol=2)),
+         absent=("weights_only=False", "set to `False`", "Re-running")),
     # --- data files ---------------------------------------------------------------------------------
     Case("a CoLA row with 3 of 4 fields", DataError,
          ("glue/CoLA/dev.tsv line 2: 3 tab-separated field(s), expected 4 (source, label, marker, sentence)",),
@@ -346,6 +505,88 @@ CASES = [
          ("data file(s) for task 'sst2' not found:", "glue/SST-2/dev.tsv"),
          lambda ctx: load_split("sst2", "test", ctx.local()),
          setup=lambda ctx: (ctx.copy("glue/SST-2"), (ctx.root / "glue/SST-2/dev.tsv").unlink())),
+    Case("a data file that is a link out of the data root (dev.tsv -> passwd)", DataError,
+         ("glue/SST-2/dev.tsv leads to", "outside/passwd, outside the data root", "refused, nothing of it is read"),
+         lambda ctx: load_split("sst2", "test", ctx.local()),
+         setup=_link("glue/SST-2/dev.tsv", _outside_file, "glue/SST-2"),
+         absent=("SECRET",), issue="followed, its first line echoed in the error"),
+    Case("a data folder that is a link out of the data root", DataError,
+         ("glue/SST-2/dev.tsv leads to", "elsewhere/SST-2/dev.tsv, outside the data root"),
+         lambda ctx: load_split("sst2", "test", ctx.local()), setup=_link("glue", _outside_glue)),
+    Case("a data file that is a link to /dev/zero", DataError,
+         ("glue/SST-2/dev.tsv (a symbolic link to /dev/zero) is not a regular file",),
+         lambda ctx: load_split("sst2", "test", ctx.local()),
+         setup=_link("glue/SST-2/dev.tsv", lambda ctx: "/dev/zero", "glue/SST-2"), issue="reported as 'not found'"),
+    Case("a data file that is a named pipe", DataError, ("glue/SST-2/dev.tsv is not a regular file",),
+         lambda ctx: load_split("sst2", "test", ctx.local()), setup=_fifo),
+    Case("a data file that is a broken link", DataFileNotFound,
+         ("glue/SST-2/dev.tsv (a symbolic link to", "leads to nothing that exists"),
+         lambda ctx: load_split("sst2", "test", ctx.local()),
+         setup=_link("glue/SST-2/dev.tsv", lambda ctx: ctx.tmp / "gone.tsv", "glue/SST-2")),
+    Case("a Parquet text column of lists", DataError,
+         ("imdb/test.parquet row 1: field 'text' holds a list ['fine'], not text",),
+         lambda ctx: load_split("imdb", "test", ctx.local()), setup=_parquet([["fine"], ["a", "b"]]),
+         issue="silent: fed to the model as the string \"['a' 'b']\""),
+    Case("a Parquet text column of numbers", DataError, ("imdb/test.parquet row 1: field 'text' holds a number 5",),
+         lambda ctx: load_split("imdb", "test", ctx.local()), setup=_parquet([5, 6])),
+    Case("a JSONL text field that is a list", DataError,
+         ("snli_1.0_test.jsonl line 2: field 'sentence1' holds a list ['a', 'b'], not text",),
+         lambda ctx: load_split("snli", "test", ctx.local()),
+         setup=write("snli/snli_1.0_test.jsonl",
+                     '{"sentence1": "a", "sentence2": "b", "gold_label": "neutral"}\n'
+                     '{"sentence1": ["a", "b"], "sentence2": "b", "gold_label": "neutral"}\n', "snli")),
+    Case("a label in Arabic-Indic digits", DataError,
+         ("glue/SST-2/dev.tsv line 3: label '\u0661' is not a label of task 'sst2'", "ASCII digits 0-9"),
+         lambda ctx: load_split("sst2", "test", ctx.local()),
+         setup=write("glue/SST-2/dev.tsv", "sentence\tlabel\nfine\t1\nodd\t\u0661\n", "glue/SST-2"),
+         issue="silent: read as 1"),
+    Case("a full-width label", DataError, ("line 3: label '\uff11' is not a label of task 'sst2'", "ASCII digits"),
+         lambda ctx: load_split("sst2", "test", ctx.local()),
+         setup=write("glue/SST-2/dev.tsv", "sentence\tlabel\nfine\t1\nodd\t\uff11\n", "glue/SST-2"),
+         issue="silent: read as 1"),
+    Case("a superscript label", DataError, ("line 3: label '\u00b9' is not a label of task 'sst2'", "ASCII digits"),
+         lambda ctx: load_split("sst2", "test", ctx.local()),
+         setup=write("glue/SST-2/dev.tsv", "sentence\tlabel\nfine\t1\nodd\t\u00b9\n", "glue/SST-2"),
+         issue="raw ValueError from int()"),
+    Case("a TSV with CR-only line endings", DataError,
+         ("glue/SST-2/dev.tsv ends its lines with CR only", "convert them to LF"),
+         lambda ctx: load_split("sst2", "test", ctx.local()),
+         setup=write("glue/SST-2/dev.tsv", "sentence\tlabel\rfine\t1\rawful\t0\r", "glue/SST-2"),
+         issue="lacks column(s) ['label']; it has: ['sentence', 'label\\rfine', ...]"),
+    Case("a JSONL file with CR-only line endings", DataError, ("snli_1.0_test.jsonl ends its lines with CR only",),
+         lambda ctx: load_split("snli", "test", ctx.local()),
+         setup=write("snli/snli_1.0_test.jsonl",
+                     '{"sentence1": "a", "sentence2": "b", "gold_label": "neutral"}\r'
+                     '{"sentence1": "c", "sentence2": "d", "gold_label": "neutral"}\r', "snli")),
+    # --- cached tables and tensors: checksums -------------------------------------------------------
+    Case("a cached table cut to half its rows", CheckpointError,
+         ("cached table", "tables/t.csv does not match the checksum in its key file",
+          "delete", "tables/t.json, then re-run the chapter that computes it"),
+         _table, setup=_cached_then("table", _cut), issue="silent: 52 of 100 rows returned"),
+    Case("a cached table edited in place", CheckpointError, ("tables/t.csv does not match the checksum",),
+         _table, setup=_cached_then("table", _edit_digit)),
+    Case("an emptied cached table", CheckpointError,
+         ("cached table", "tables/t.csv is empty", "re-run the chapter that computes it"),
+         _table, setup=_cached_then("table", lambda p: p.write_bytes(b"")), issue="raw pandas EmptyDataError"),
+    Case("an emptied cached table whose key has no checksum (older results)", CheckpointError,
+         ("tables/t.csv is empty", "re-run the chapter"), _table, setup=_cached_then("table", _old_key_then_empty),
+         issue="raw pandas EmptyDataError"),
+    Case("a corrupt key file of a cached table", CheckpointError,
+         ("corrupt JSON file", "tables/t.json", "it is the key file of the cached table",
+          "then re-run the chapter that computes it"),
+         _table, setup=_cached_then("key", lambda p: p.write_text('{"key": ')), issue="said nothing of what to do"),
+    Case("a key file of a cached table that is a list", CheckpointError,
+         ("tables/t.json of the cached table", "holds list, not a JSON object"),
+         _table, setup=_cached_then("key", lambda p: p.write_text("[]"))),
+    Case("a cached tensor file with a changed byte", CheckpointError,
+         ("cached tensor file", "neurons/x.safetensors does not match the checksum in its metadata",
+          "re-run the chapter that computes it"), _tensors, setup=_cached_then("tensors", _flip_last_byte),
+         issue="silent: the changed scores were returned"),
+    Case("a cached tensor file cut short", CheckpointError, ("neurons/x.safetensors does not match the checksum",),
+         _tensors, setup=_cached_then("tensors", lambda p: p.write_bytes(p.read_bytes()[:-40]))),
+    Case("an emptied cached tensor file", CheckpointError,
+         ("neurons/x.safetensors is not a readable safetensors file", "re-run the chapter"),
+         _tensors, setup=_cached_then("tensors", lambda p: p.write_bytes(b""))),
     # --- models -----------------------------------------------------------------------------------
     Case("a model path that is config.json", ModelLoadError, ("is a file, not a model folder; pass its folder",),
          lambda ctx: load_backbone(str(ctx.tmp / "m" / "config.json")),
@@ -367,7 +608,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 def test_the_table_is_large_enough():
-    assert len(CASES) >= 35 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 106 and len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -430,6 +671,66 @@ def test_results_are_written_with_the_users_umask(tmp_path):
     for name in ("a.json", "s.pt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
     assert torch.equal(read_torch(tmp_path / "s.pt")["x"], torch.zeros(2))
+
+
+def test_the_tiny_model_is_written_with_the_users_umask(tmp_path):
+    """save_pretrained writes model.safetensors 0600: the test bed's model follows the umask like every result."""
+    mask = os.umask(0)
+    os.umask(mask)
+    path = build_tiny_backbone("bert", tmp_path / "tiny-bert")
+    entries = [path, *path.rglob("*")]
+    assert (path / "model.safetensors").is_file()
+    for entry in entries:
+        expected = (0o777 if entry.is_dir() else 0o666) & ~mask
+        assert entry.stat().st_mode & 0o777 == expected, entry.name
+
+
+@pytest.mark.parametrize("module", ["units", "sweep"])
+def test_threads_below_one_is_a_usage_error(module, capsys):
+    import importlib
+
+    main = importlib.import_module(f"lib.{module}").main
+    with pytest.raises(SystemExit) as stop:
+        main(["--profile", "smoke", "--threads", "-1", "--list" if module == "units" else "--dry-run"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("error: argument --threads: threads must be at least 1, got -1"), err
+
+
+def test_the_units_command_with_a_path_as_profile_name_writes_nothing(tmp_path, capsys):
+    """`python -m lib.units -o '{"name": "../../escape_demo"}'` wrote a model outside the results folder."""
+    from lib.units import main
+
+    results = tmp_path / "a" / "b" / "c" / "results"
+    code = main(["--profile", "smoke", "-o", '{"name": "../../../../escape_demo"}', "--unit", "tune/synthetic/seed0",
+                 "--results", str(results)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "profile field(s) ['name'] cannot be overridden" in err, err
+    assert not list(tmp_path.rglob("*")), "nothing written, inside the results folder or outside"
+
+
+def test_a_link_inside_the_data_root_is_followed(tmp_path):
+    """Links are refused only when they leave the data root: one split linked to a copy beside it loads."""
+    root = tmp_path / "data"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "data" / "glue" / "SST-2", root / "glue" / "SST-2")
+    shutil.copy(root / "glue/SST-2/dev.tsv", root / "dev-copy.tsv")
+    (root / "glue/SST-2/dev.tsv").unlink()
+    (root / "glue/SST-2/dev.tsv").symlink_to(root / "dev-copy.tsv")
+    test = load_split("sst2", "test", DataConfig(data_root=str(root), source="local"))
+    assert len(test) > 0
+
+
+def test_cached_results_without_a_checksum_still_load_and_the_next_write_adds_one(tmp_path):
+    store = ResultsStore(tmp_path)
+    frame = pd.DataFrame({"x": range(10)})
+    store.table("t", {"k": 1}, lambda: frame)
+    key = tmp_path / "tables" / "t.json"
+    meta = json.loads(key.read_text())
+    assert len(meta.pop("sha256")) == 64
+    key.write_text(json.dumps(meta))  # as committed before checksums existed
+    pd.testing.assert_frame_equal(store.table("t", {"k": 1}, lambda: 1 / 0), frame)
+    store.table("t", {"k": 2}, lambda: frame)
+    assert "sha256" in json.loads(key.read_text())
 
 
 def test_a_diverging_run_keeps_its_last_good_checkpoint_unfinished(tmp_path, request, monkeypatch):

@@ -56,6 +56,7 @@ COMMANDS: dict[str, str] = {
                               "study) and tests/test_book.py::test_every_notebook_executes (the notebooks)",
     "make run-smoke": EVERY_NOTEBOOK,
     "make run PROFILE=mini ONLY=transfer": TRANSFER,
+    "make run PROFILE=mini ONLY=transfer JOBS=2": TRANSFER + " JOBS=2",
     "make run PROFILE=mini ONLY=transfer OVERRIDES='{\"seeds\": [0], \"tasks\": [\"sst2\", \"imdb\"]}'": SMOKE_OVERRIDES,
     "make run PROFILE=mini ONLY=transfer OVERRIDES='{\"seeds\": [0], \"tasks\": [\"sst2\", \"imdb\"]}' PUBLISH=1":
         SMOKE_OVERRIDES + " PUBLISH=1",

@@ -10,7 +10,7 @@ from lib.evaluation import evaluate, macro_f1
 from lib.models import load_backbone
 from lib.prompt import load_prompt, save_prompt
 from lib.tiny import build_tiny_backbone
-from lib.tuning import TuneConfig, batch_indices, tune_prompt
+from lib.tuning import TuneConfig, batch_indices, grouped_epoch, padding_share, tune_prompt
 
 LEARN = {  # per family: learning rate of a set-up that learns the synthetic task on a tiny random network
     "bert": dict(lr=0.3),
@@ -184,3 +184,153 @@ def test_transfer_evaluation_on_a_same_type_task(tiny_paths, splits, tmp_path):
     target = load_splits(other, DataConfig(data_root=str(tmp_path), source="local"), ("test",))["test"]
     out = evaluate(b, res.prompt, other, target, max_length=32)
     assert out.n == 60 and 0.0 <= out.macro_f1 <= 1.0 and len(out.predictions) == 60
+
+
+# --- length-grouped batches, signatures, early stopping on resume, finished-run integrity ------------------
+def test_length_grouped_batches_cover_each_epoch_once_and_are_a_function_of_the_step():
+    lengths = tuple(int(x) for x in torch.randint(3, 60, (203,), generator=torch.Generator().manual_seed(1)))
+    per_epoch = -(-203 // 8)
+    for epoch in range(2):
+        seen = [i for s in range(epoch * per_epoch, (epoch + 1) * per_epoch)
+                for i in batch_indices(203, 8, 3, s, lengths)]
+        assert sorted(seen) == list(range(203)), "one epoch visits every example once"
+    assert batch_indices(203, 8, 3, 5, lengths) == batch_indices(203, 8, 3, 5, lengths)
+    assert batch_indices(203, 8, 3, 5, lengths) != batch_indices(203, 8, 4, 5, lengths), "the seed matters"
+    assert len(grouped_epoch(lengths, 8, 3, 0)) == per_epoch
+
+
+def test_length_grouped_batches_hold_less_padding_than_random_ones():
+    lengths = [int(x) for x in torch.randint(3, 60, (2000,), generator=torch.Generator().manual_seed(2))]
+    steps = range(2000 // 16)
+    grouped = [batch_indices(2000, 16, 0, s, tuple(lengths)) for s in steps]
+    random_ = [batch_indices(2000, 16, 0, s) for s in steps]
+    assert padding_share(lengths, grouped) < 0.05 < 0.3 < padding_share(lengths, random_)
+
+
+def test_padding_share_by_hand():
+    # batch [0, 1]: lengths 2, 4 -> 8 positions, 6 real; batch [2]: 5 -> 5, 5 real. 1 - 11/13
+    assert padding_share([2, 4, 5], [[0, 1], [2]]) == pytest.approx(2 / 13)
+    assert padding_share([3, 3], [[0, 1]]) == 0.0
+
+
+def test_signatures_keep_the_keys_of_random_batch_prompts_and_version_the_new_ones(tiny_paths, splits):
+    from lib.tuning import prompt_code_version, run_signature
+
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    old = run_signature(small_cfg(batch_order="random", last_layer="all"), b, task, sp["train"], sp["dev"])
+    assert {"batch_order", "last_layer"}.isdisjoint(old["config"]) and "code" not in old, \
+        "prompts tuned before the options keep their key"
+    new = run_signature(small_cfg(), b, task, sp["train"], sp["dev"])
+    assert new["config"]["batch_order"] == "length_grouped" and new["config"]["last_layer"] == "slot"
+    assert new["code"] == prompt_code_version()
+    half = run_signature(small_cfg(batch_order="random"), b, task, sp["train"], sp["dev"])
+    assert half["config"]["last_layer"] == "slot" and "code" in half and half != old
+    with pytest.raises(ConfigError, match="unknown batch order 'sorted'"):
+        TuneConfig(batch_order="sorted")
+    with pytest.raises(ConfigError, match="unknown last_layer 'none'"):
+        TuneConfig(last_layer="none")
+
+
+@pytest.mark.parametrize("fam", ["bert", "roberta"])
+def test_the_slot_only_last_layer_gives_the_same_logits_and_gradients(tiny_paths, fam):
+    from lib.hooks import ffn_sites
+    from lib.models import Batch
+
+    b = load_backbone(str(tiny_paths[fam]))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (4, 9), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[3, 3:] = 0  # padded keys must stay masked in the hand-computed last layer
+    batch = Batch(ids, mask, torch.zeros_like(ids), torch.tensor([0, 1, 0, 1]))
+    vid = torch.tensor([7, 11])
+    prompt = torch.randn(5, b.embed_dim, generator=g, requires_grad=True)
+    full = b.label_logits(prompt, batch, vid)
+    slot = b.label_logits(prompt, batch, vid, slot_only=True)
+    grads = [torch.autograd.grad(x.square().sum(), prompt)[0] for x in (full, slot)]
+    assert torch.allclose(full, slot, atol=1e-5) and not torch.equal(full, torch.zeros_like(full))
+    assert torch.allclose(*grads, atol=1e-5)
+    assert len(b.encoder.encoder.layer) == 2, "the layers are restored"
+    # an FFN hook on the last layer needs every position: then the whole model runs
+    site = ffn_sites(b)[-1]
+    seen = []
+    handle = site.module.register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    try:
+        b.label_logits(prompt, batch, vid, slot_only=True)
+    finally:
+        handle.remove()
+    assert seen == [5 + 9]
+
+
+def test_the_code_version_of_prompts_follows_code_not_comments(tmp_path):
+    from pathlib import Path
+
+    from lib.store import source_version
+    from lib.tuning import PROMPT_CODE
+
+    lib_dir = Path(__file__).resolve().parents[1] / "lib"
+    for name in PROMPT_CODE:
+        (tmp_path / name).write_text((lib_dir / name).read_text())
+    files = [tmp_path / n for n in PROMPT_CODE]
+    before = source_version(files)
+    text = (tmp_path / "tuning.py").read_text()
+    (tmp_path / "tuning.py").write_text(text + "\n# a comment only\n")
+    assert source_version(files) == before
+    (tmp_path / "tuning.py").write_text(text.replace("GROUP_BATCHES = 50", "GROUP_BATCHES = 49"))
+    assert source_version(files) != before
+
+
+@pytest.mark.parametrize("name,value", [("batch_size", 10 ** 12), ("max_length", 10 ** 6),
+                                        ("eval_batch_size", 10 ** 9)])
+def test_absurd_sizes_fail_at_once(name, value):
+    with pytest.raises(ConfigError, match=f"{name} must be at most"):
+        TuneConfig(**{name: value})
+
+
+def _stop_before_the_final_metrics(monkeypatch, module):
+    """A kill between early stopping's last checkpoint and the final metrics.json (finished: true)."""
+    real = module.write_json
+
+    def write_json(path, payload, *a, **kw):
+        if isinstance(payload, dict) and payload.get("finished") is True:
+            raise Kill
+        return real(path, payload, *a, **kw)
+    monkeypatch.setattr(module, "write_json", write_json)
+
+
+def test_a_run_killed_after_early_stopping_resumes_to_the_same_prompt(tiny_paths, splits, tmp_path, monkeypatch):
+    import lib.tuning as tuning
+
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    cfg = small_cfg(max_steps=300, eval_every=10, patience=2, lr=0.3)
+    full = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "full", progress=False)
+    assert full.stopped_early and full.steps < 300, "the set-up must stop early for the test to mean anything"
+    with monkeypatch.context() as m:
+        _stop_before_the_final_metrics(m, tuning)
+        with pytest.raises(Kill):
+            tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False)
+    assert json.loads((tmp_path / "cut/metrics.json").read_text())["finished"] is False
+    steps = []
+    resumed = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False,
+                          on_step=lambda s, l: steps.append(s))
+    assert steps == [], "the resumed run stops where the uninterrupted one stopped"
+    assert torch.equal(resumed.prompt, full.prompt) and resumed.steps == full.steps and resumed.stopped_early
+    assert torch.equal(load_prompt(tmp_path / "cut/prompt.safetensors"), load_prompt(tmp_path / "full/prompt.safetensors"))
+
+
+def test_a_finished_run_whose_prompt_was_replaced_or_whose_metrics_lack_fields_is_refused(tiny_paths, splits, tmp_path):
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    cfg = small_cfg(max_steps=10, eval_every=5)
+    res = tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False)
+    save_prompt(tmp_path / "prompt.safetensors", res.prompt + 1)
+    with pytest.raises(CheckpointError, match=r"prompt\.safetensors is not the prompt this run saved"):
+        tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False)
+    save_prompt(tmp_path / "prompt.safetensors", res.prompt)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    del metrics["history"]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(CheckpointError, match="has a metrics.json without history"):
+        tune_prompt(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False)

@@ -221,3 +221,46 @@ def test_divergence_stops_before_anything_is_saved(tiny_paths, splits, tmp_path)
         tune_weights(b, task, sp["train"], sp["dev"], cfg_for("full", lr=1e38, grad_clip=None, max_steps=10),
                      tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_a_run_killed_after_early_stopping_resumes_to_the_same_weights(tiny_paths, splits, tmp_path, monkeypatch):
+    """Killed between early stopping's last checkpoint and the final files: the re-run stops at once."""
+    import lib.weight_tuning as wt
+
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    cfg = cfg_for("bitfit", max_steps=300, eval_every=10, patience=2)
+    full = tune_weights(b, task, sp["train"], sp["dev"], cfg, tmp_path / "full", progress=False)
+    assert full.stopped_early and full.steps < 300, "the set-up must stop early for the test to mean anything"
+    real = wt.write_tensors
+
+    def killed(*a, **kw):
+        raise Kill
+    with monkeypatch.context() as m:
+        m.setattr(wt, "write_tensors", killed)
+        with pytest.raises(Kill):
+            tune_weights(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False)
+    assert wt.write_tensors is real
+    assert json.loads((tmp_path / "cut/metrics.json").read_text())["finished"] is False
+    steps = []
+    resumed = tune_weights(b, task, sp["train"], sp["dev"], cfg, tmp_path / "cut", progress=False,
+                           on_step=lambda s, l: steps.append(s))
+    assert steps == [], "the resumed run stops where the uninterrupted one stopped"
+    assert resumed.steps == full.steps and resumed.stopped_early and resumed.history == full.history
+    saved, want = (read_tensors(tmp_path / f"{d}/weights.safetensors") for d in ("cut", "full"))
+    assert saved.keys() == want.keys() and all(torch.equal(saved[n], want[n]) for n in want)
+
+
+def test_a_finished_run_whose_weights_were_replaced_is_refused(tiny_paths, splits, tmp_path):
+    from lib.io import write_tensors
+
+    task, sp = splits
+    b = load_backbone(str(tiny_paths["bert"]))
+    cfg = cfg_for("bitfit", max_steps=10, eval_every=5)
+    tune_weights(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False)
+    saved = read_tensors(tmp_path / "weights.safetensors")
+    write_tensors(tmp_path / "weights.safetensors", {k: v + 1 for k, v in saved.items()})
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors is not the file this run saved"):
+        tune_weights(b, task, sp["train"], sp["dev"], cfg, tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors is not the file this run saved"):
+        load_tuned(b, tmp_path)
