@@ -739,8 +739,8 @@ def test_a_diverging_run_keeps_its_last_good_checkpoint_unfinished(tmp_path, req
     poisoned = {"on": False}
     real = type(b).label_logits
 
-    def label_logits(self, prompt, batch, verbalizer):
-        out = real(self, prompt, batch, verbalizer)
+    def label_logits(self, prompt, batch, verbalizer, **kw):
+        out = real(self, prompt, batch, verbalizer, **kw)
         return out * NAN if poisoned["on"] and torch.is_grad_enabled() else out
 
     monkeypatch.setattr(type(b), "label_logits", label_logits)
