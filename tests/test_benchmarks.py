@@ -108,8 +108,12 @@ def test_paper_cost_tiny(tiny_results):
         unit = r["units"][0]
         assert unit["unit"] == "tune/sst2/seed0" and unit["evaluations"] == 30 and unit["dev_examples"] == 13_470
         assert unit["train_hours"] == pytest.approx(30_000 / r["steps_per_s"] / 3600)
-        assert unit["eval_hours"] == pytest.approx(30 * 13_470 / r["forward_examples_per_s"] / 3600)
+        # evaluation is priced at lib's evaluation batch; the training-batch price is kept for the before/after share
+        assert unit["eval_hours"] == pytest.approx(30 * 13_470 / r["eval_examples_per_s"] / 3600)
+        assert unit["eval_hours_at_train_batch"] == pytest.approx(30 * 13_470 / r["forward_examples_per_s"] / 3600)
         assert r["profile_hours"]["hours"] == pytest.approx(sum(u["hours"] for u in r["units"]))
+        assert r["eval_share"] == pytest.approx(r["profile_hours"]["eval_hours"] / r["profile_hours"]["hours"])
+        assert r["eval_batch"] == 64 and 0 < r["eval_share"] < 1 and 0 < r["eval_share_at_train_batch"] < 1
         # frozen weights: the step computes input gradients only (about one more forward's FLOPs)
         assert 1.5 * r["forward_tflop"] < r["step_tflop"] < 3.5 * r["forward_tflop"]
         assert r["mfu"] == pytest.approx(r["step_tflop"] * r["steps_per_s"] / (data["peak_gflops"] / 1e3))
