@@ -156,15 +156,15 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
     plan = []
     for name in names:
         template = Path(templates) / f"{name}.ipynb"
-        if not template.is_file():
-            raise ConfigError(f"notebook template not found: {template}")
         params: dict[str, Any] = {"profile": profile, "results_dir": portable(results), "overrides": overrides}
         for param, value in scoped.items():
             if value and name in SCOPED[param]:
                 params[param] = value
-        stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()})
+        # a missing template is reported when its turn comes: the notebooks before it still run
+        stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()}) if template.is_file() else ""
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
-        unchanged = not force and target.is_file() and info.is_file() and read_json(info).get("fingerprint") == stamp
+        unchanged = bool(stamp) and not force and target.is_file() and info.is_file() \
+            and read_json(info).get("fingerprint") == stamp
         plan.append((name, template, params, stamp, target, info, unchanged))
     to_run = [name for name, *_, unchanged in plan if not unchanged]
     if jobs is None:
@@ -175,6 +175,8 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         _tune_units_first(profile, overrides, study_overrides, results, to_run, jobs, progress)
     records = []
     for i, (name, template, params, stamp, target, info, unchanged) in enumerate(plan, 1):
+        if not template.is_file():
+            raise ConfigError(f"notebook template not found: {template}")
         partial = out / f"{name}.running.ipynb"  # renamed to <name>.failed.ipynb if the notebook fails
         if unchanged:
             _remove_stale_copies(out, name)  # a stale failure is superseded by the run that is current
