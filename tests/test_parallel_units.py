@@ -1,9 +1,11 @@
 """Units tuned side by side in one-thread worker processes equal units tuned one after another.
 
 What `make run` relies on when it tunes a profile's prompts first (`lib.parallel_units`): the same
-files, bit for bit, as the notebooks tuning them in order in one process.
+files, bit for bit, as tuning them in order in one process with the same number of torch threads (one).
 """
 from pathlib import Path
+
+import torch
 
 from lib.parallel_units import run_units, units_for
 from lib.units import Spec, Unit
@@ -45,7 +47,12 @@ def test_units_side_by_side_equal_units_one_after_another(tmp_path):
     assert [r["unit"] for r in records] == [u.id for u in UNITS] and {r["status"] for r in records} == {"ran"}
     assert any("2 worker processes of 1 thread each" in line for line in lines)
     assert sum(line.startswith("units: [") for line in lines) == len(UNITS), "one line per tuned unit"
-    run_units(seq, UNITS, jobs=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker: torch's GEMMs may round differently with another thread count
+    try:
+        run_units(seq, UNITS, jobs=1)
+    finally:
+        torch.set_num_threads(threads)
     a, b = _files(tmp_path / "side"), _files(tmp_path / "seq")
     assert len(a) >= 2 * len(UNITS) and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == [], "bit for bit the same prompts and metrics"
