@@ -135,3 +135,16 @@ def test_pruning_tiny(tmp_path):
         assert len(r["seconds_rounds"]["full"]) == len(r["seconds_rounds"]["pruned"]) == 2
         assert 0 <= r["accuracy_top"] <= 1 and len(r["accuracy_random_draws"]) == 1
     assert "keep 25% (16/layer): speed-up" in stdout
+
+
+def test_mini_speed_tiny(tmp_path):
+    """The before/after benchmark on the smoke profile: both recipes run, ratios and padding are written."""
+    stdout = _run("mini_speed.py", "--profile", "smoke", "--tasks", "synthetic", "--seeds", "0", "1", "--steps", "10",
+                  out=tmp_path)
+    data = _load(tmp_path, "mini_speed_smoke.json")
+    assert {b["recipe"] for b in data["blocks"]} == {"before", "after"}
+    assert data["wall_ratio"] == pytest.approx(data["total"]["before"]["wall_s"] / data["total"]["after"]["wall_s"])
+    row = data["tasks"]["synthetic"]
+    assert 0 <= row["padding_share_after"] <= row["padding_share_before"] < 1
+    assert len(data["units"]) == 4 and all(0 <= u["test_accuracy"] <= 1 for u in data["units"])
+    assert "wall time before/after" in stdout
