@@ -94,6 +94,8 @@ def _accuracies(args, results: dict[str, str]) -> dict:
     from lib.tuning import batch_indices, padding_share, training_lengths
 
     out: dict = {"units": [], "tasks": {}}
+    synthetic = get_profile(args.profile).synthetic
+    committed = None if synthetic else Experiment(get_profile(args.profile).replace(tune=dict(LEGACY)), progress=False)
     for task in args.tasks:
         row: dict = {}
         for recipe in RECIPES:
@@ -113,15 +115,12 @@ def _accuracies(args, results: dict[str, str]) -> dict:
                 out["units"].append({"task": task, "seed": seed, "recipe": recipe, "dev_accuracy": res.best_dev_accuracy,
                                      "test_accuracy": ev.accuracy, "best_step": res.best_step,
                                      "tune_seconds": res.seconds})
-                if recipe == "before" and not prof.synthetic:
-                    committed = Experiment(get_profile(args.profile).replace(tune=dict(LEGACY)),
-                                           progress=False)
+                if recipe == "before" and committed is not None:
                     if (committed.prompt_dir(task, seed) / "metrics.json").is_file():
                         same = torch.equal(committed.prompt(task, seed), res.prompt)
                         out["units"][-1]["bitwise_equal_to_committed"] = same
             row[f"mean_test_{recipe}"] = statistics.mean(accs)
-        if not get_profile(args.profile).synthetic:
-            committed = Experiment(get_profile(args.profile).replace(tune=dict(LEGACY)), progress=False)
+        if committed is not None:
             seeds = [s for s in committed.profile.seeds
                      if (committed.prompt_dir(task, s) / "metrics.json").is_file()]
             if seeds:

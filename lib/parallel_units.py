@@ -53,21 +53,16 @@ def _init_worker(threads: int) -> None:
 
 
 def _run_one(spec_dict: dict[str, Any], unit_id: str) -> dict[str, Any]:
-    """A worker's task: run one unit in this process's experiment for it (opened once per kind)."""
-    from . import units
+    """A worker's task: `lib.units.run_unit` in this process's experiment for the unit (opened once per kind)."""
+    from .units import experiment_for, run_unit
 
     spec = Spec(**{k: v for k, v in spec_dict.items() if k != "reuse"},
                 reuse=tuple(spec_dict["reuse"]) if spec_dict["reuse"] is not None else None)
     unit = Unit.parse(unit_id)
     key = (repr(sorted(spec_dict.items(), key=str)), "control" if unit.kind == "control" else "main")
     if key not in _OPENED:
-        _OPENED[key] = units.experiment_for(spec, unit)
-    exp = _OPENED[key]
-    t0 = time.perf_counter()
-    deps = [units._run_locked(spec, exp, d) for d in units.dependencies(spec, unit)]
-    record = units._run_locked(spec, exp, unit)
-    record.update(seconds=round(time.perf_counter() - t0, 2), dependencies={d["unit"]: d["status"] for d in deps})
-    return record
+        _OPENED[key] = experiment_for(spec, unit)
+    return run_unit(spec, unit, check=False, exp=_OPENED[key])
 
 
 def run_units(spec: Spec, units: Sequence[Unit], *, jobs: int, threads: int = 1,

@@ -276,7 +276,7 @@ def experiment_for(spec: Spec, unit: Unit | str, *, progress: bool = False):
                       reuse=list(spec.reuse or ()))
 
 
-def run_unit(spec: Spec, unit: Unit | str, *, progress: bool = False, check: bool = True) -> dict[str, Any]:
+def run_unit(spec: Spec, unit: Unit | str, *, progress: bool = False, check: bool = True, exp=None) -> dict[str, Any]:
     """Run one unit to completion (or load it when finished); return a record of what happened.
 
     status: 'ran' (tuned from scratch), 'resumed' (from a checkpoint), 'cached' (finished already,
@@ -288,7 +288,8 @@ def run_unit(spec: Spec, unit: Unit | str, *, progress: bool = False, check: boo
     if check:
         check_unit(spec, unit)
     t0 = time.perf_counter()
-    exp = experiment_for(spec, unit, progress=progress)
+    if exp is None:  # a caller running many units passes the experiment it keeps open (lib.parallel_units)
+        exp = experiment_for(spec, unit, progress=progress)
     if exp.profile.model.startswith("tiny-"):  # the test bed's model is built on first use: by one worker
         with unit_lock(exp.shared / f".inputs{LOCK_SUFFIX}"):
             exp.backbone

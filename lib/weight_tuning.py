@@ -45,7 +45,7 @@ from .io import read_json, read_tensors, read_torch, write_json, write_tensors, 
 from .models import Backbone, Encoded
 from .progress import report
 from .tasks import Task, get_task
-from .tuning import TuneConfig, _check_signature, batch_indices, data_digest, stop_early
+from .tuning import FINISHED_FIELDS, TuneConfig, _check_signature, batch_indices, data_digest, stop_early
 from .validation import check_fields, check_overrides
 
 METHODS = ("bitfit", "lora", "full")
@@ -259,8 +259,7 @@ def tune_weights(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enc
     if m.get("finished"):  # a finished run: rebuilt from its weights, not tuned again
         assert out is not None
         _check_signature(out, signature)
-        missing = [k for k in ("best_dev_accuracy", "best_step", "steps", "history", "seconds", "stopped_early")
-                   if k not in m]
+        missing = [k for k in FINISHED_FIELDS if k not in m]
         if missing:
             raise CheckpointError(f"finished run in {out} has a metrics.json without {', '.join(missing)}; it is not "
                                   f"a valid result: remove the folder {out} and run again")
