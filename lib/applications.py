@@ -308,7 +308,8 @@ def model_tuning_table(exp: Experiment, cfg: ApplicationsConfig) -> pd.DataFrame
             correct = {m: np.stack([(e.predictions == e.labels).astype(float) for e in ev])
                        for m, (ev, _, _) in runs.items()}
             for method, (evals, seconds, trainable) in runs.items():
-                status = task_status(task, correct[method], labels, [e.macro_f1 for e in evals], n_boot=cfg.n_boot)
+                status = task_status(task, correct[method], labels, [e.macro_f1 for e in evals], gate="test",
+                                     n_boot=cfg.n_boot)
                 row = {"task": task, "type": exp.task(task).task_type, "method": method, "runs": len(evals),
                        **_interval_columns("accuracy", status.accuracy), "macro_f1": status.macro_f1,
                        "majority": status.majority, "status": "learned" if status.learned else "not learned",

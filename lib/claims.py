@@ -5,11 +5,15 @@ figure and a computed verdict (`lib.verdicts`), for one profile.
     table = claims_table(exp, statuses)    # one row per claim
     write_claims(table, exp.shared)        # results/<profile>/claims.csv and claims.md
 
-Only tasks whose prompts *learned* (mean test macro-F1 >= 0.60, accuracy interval above the majority
-rate) enter a claim; a claim whose prerequisites are missing is *untestable*, with the reason.
-Every interval resamples examples, seeds averaged per example. Neurons are selected on the test split
-(the cached predictivity of `Experiment.neuron_scores`) and tested on the dev split, never on the
-examples they were selected on; thresholds come from a label-balanced random sample of train.
+Only tasks whose prompts *learned* (gate on **dev**: mean macro-F1 >= 0.60, accuracy interval above the
+majority rate) enter a claim; a claim whose prerequisites are missing is *untestable*, with the reason.
+Every interval resamples prompts (seeds) and examples (`lib.intervals.bootstrap_interval`); the table
+also carries the examples-only interval (seeds held fixed) so that a reader sees what the prompts add.
+**Select on dev, evaluate on test**: neurons are chosen on the dev split (predictivity averaged over
+the seeds, `Experiment.mean_scores(split='dev')`) and tested on test, never on the examples they were
+chosen on; thresholds come from a label-balanced random sample of train. Test is read for the
+reported numbers only. A Holm correction over the table's tested claims stands beside each verdict
+(`with_holm`).
 
 This module is evaluation only (forward passes of finished prompts, a few minutes on the mini profile
 on 2 CPU cores). `statuses_cached` and `claims_cached` keep its two tables in the results store, keyed
@@ -30,13 +34,14 @@ from .analyses import random_per_layer
 from .evaluation import evaluate
 from .hooks import intervene_ffn
 from .skill_neurons import iter_activations, top_per_layer
-from .verdicts import (Interval, TaskStatus, Verdict, bootstrap_interval, majority_rate, task_status, verdict)
+from .verdicts import (UNTESTABLE, Interval, TaskStatus, Verdict, bootstrap_interval, task_status, verdict)
 
 if TYPE_CHECKING:
     from .experiments import Experiment
 
-COLUMNS = ("claim_id", "claim", "paper", "backbone", "profile", "tasks", "estimate", "lo", "hi", "null", "published",
-           "verdict", "reason")
+COLUMNS = ("claim_id", "claim", "paper", "backbone", "profile", "tasks", "estimate", "lo", "hi", "n_seeds",
+           "lo_examples", "hi_examples", "null", "p", "published", "published_value", "published_source", "verdict",
+           "reason", "p_holm", "verdict_holm", "reason_holm")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,22 @@ class Evaluated:
     correct: np.ndarray  # (seeds, examples) 0/1
     labels: np.ndarray  # (examples,)
     macro_f1: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A claim's estimate: the interval over prompts and examples (with the p-value of the claim's null)
+    and, for comparison, the interval over examples only (the seeds' prompts held fixed)."""
+
+    interval: Interval
+    examples_only: Interval
+
+
+def estimate(columns: dict, statistic, *, null: float = 0.0, groups: dict | None = None, **boot) -> Estimate:
+    """Both intervals of one statistic (`lib.intervals.bootstrap_interval`), drawn with the same seed."""
+    boot = {k: v for k, v in boot.items() if k != "unit"}
+    return Estimate(bootstrap_interval(columns, statistic, groups=groups, null=null, **boot),
+                    bootstrap_interval(columns, statistic, groups=groups, unit="examples", **boot))
 
 
 def evaluated(exp: Experiment, task: str, split: str = "test", source: str | None = None) -> Evaluated:
@@ -58,18 +79,20 @@ def evaluated(exp: Experiment, task: str, split: str = "test", source: str | Non
 
 
 def task_statuses(exp: Experiment) -> dict[str, TaskStatus]:
-    """Which of the profile's prompts learned their task, with the evidence (test split)."""
+    """Which of the profile's prompts learned their task: the gate reads dev, the reported accuracy is test's."""
     out = {}
     for task in exp.profile.tasks:
-        ev = evaluated(exp, task)
-        out[task] = task_status(task, ev.correct, ev.labels, ev.macro_f1)
+        dev, test = evaluated(exp, task, "dev"), evaluated(exp, task)
+        out[task] = task_status(task, dev.correct, dev.labels, dev.macro_f1,
+                                report=(test.correct, test.labels, test.macro_f1))
     return out
 
 
 def status_table(exp: Experiment, statuses: dict[str, TaskStatus]) -> pd.DataFrame:
     rows = [{"task": s.task, "type": exp.task(s.task).task_type, "accuracy": s.accuracy.estimate, "lo": s.accuracy.lo,
-             "hi": s.accuracy.hi, "macro_f1": s.macro_f1, "majority": s.majority,
-             "status": "learned" if s.learned else "untestable", "reason": s.reason} for s in statuses.values()]
+             "hi": s.accuracy.hi, "n_seeds": s.accuracy.n_seeds, "macro_f1": s.macro_f1, "majority": s.majority,
+             "status": "learned" if s.learned else "untestable", "gate": s.gate, "reason": s.reason}
+            for s in statuses.values()]
     return pd.DataFrame(rows)
 
 
@@ -94,32 +117,28 @@ def type_pairs(types: dict[str, str], labels: dict[str, tuple] | None = None
 
 
 def published_transfer_gap(model: str = "roberta-base") -> float:
-    """Within- minus across-type mean zero-shot transfer (%, off the diagonal) in Su et al.'s table."""
-    from .published import published_transfer
-    from .tasks import get_task
+    """Within- minus across-type mean zero-shot transfer in Su et al.'s matrix (`lib.published`)."""
+    from .published import published_transfer_gap as gap
 
-    table = published_transfer(model)
-    types = {t: get_task(t).task_type for t in table.columns}
-    within, across = type_pairs(types)
-    return float(np.mean([table.loc[a, b] for a, b in within]) - np.mean([table.loc[a, b] for a, b in across]))
+    return gap(model)
 
 
-def transfer_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot) -> tuple[Interval | None, Verdict, str]:
+def transfer_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot) -> tuple[Estimate | None, str, str]:
     learned = learned_tasks(statuses)
     types = {t: exp.task(t).task_type for t in learned}
     within, across = type_pairs(types, {t: exp.task(t).label_names for t in learned})
     if not within or not across:
         kinds = ", ".join(f"{n} {k}" for k, n in pd.Series(types).value_counts().items()) if types else "none"
-        return None, verdict(None, missing=f"needs learned tasks in two types, two of them in one type with the "
-                                           f"same labels; learned: {kinds}"), ""
+        return None, (f"needs learned tasks in two types, two of them in one type with the same labels; "
+                      f"learned: {kinds}"), ""
     columns, groups = {}, {}
     for a, b in within + across:
         columns[f"{a}->{b}"] = evaluated(exp, b, source=a).correct
         groups[f"{a}->{b}"] = b  # pairs with the same target share its test examples
     w, x = [f"{a}->{b}" for a, b in within], [f"{a}->{b}" for a, b in across]
-    iv = bootstrap_interval(columns, lambda acc: sum(acc[k] for k in w) / len(w) - sum(acc[k] for k in x) / len(x),
-                            groups=groups, **boot)
-    return iv, verdict(iv), ", ".join(learned)
+    est = estimate(columns, lambda acc: sum(acc[k] for k in w) / len(w) - sum(acc[k] for k in x) / len(x),
+                   groups=groups, **boot)
+    return est, "", ", ".join(learned)
 
 
 # --- claim 2: adversarial accuracy ------------------------------------------------------------------------
@@ -127,80 +146,108 @@ def adversarial_claims(exp: Experiment, statuses: dict[str, TaskStatus], **boot)
     """(drop vs clean, below chance): adversarial minus clean accuracy, and adversarial accuracy vs 0.5."""
     tasks = [t for t in learned_tasks(statuses) if t in exp.profile.adversarial]
     if not tasks:
-        missing = verdict(None, missing="no learned task has an adversarial set "
-                                        f"(learned: {', '.join(learned_tasks(statuses)) or 'none'})")
+        missing = f"no learned task has an adversarial set (learned: {', '.join(learned_tasks(statuses)) or 'none'})"
         return (None, missing, ""), (None, missing, "")
-    columns, groups = {}, {}
+    columns = {}
     for t in tasks:
         columns[f"clean:{t}"] = evaluated(exp, t).correct
         columns[f"adv:{t}"] = evaluated(exp, exp.profile.adversarial[t], split="test", source=t).correct
     clean = lambda acc: sum(acc[f"clean:{t}"] for t in tasks) / len(tasks)  # noqa: E731
     adv = lambda acc: sum(acc[f"adv:{t}"] for t in tasks) / len(tasks)  # noqa: E731
-    drop = bootstrap_interval(columns, lambda acc: adv(acc) - clean(acc), groups=groups, **boot)
-    level = bootstrap_interval(columns, adv, groups=groups, **boot)
     names = ", ".join(tasks)
-    return (drop, verdict(drop, direction="less"), names), (level, verdict(level, direction="less", null=0.5), names)
+    return ((estimate(columns, lambda acc: adv(acc) - clean(acc), **boot), "", names),
+            (estimate(columns, adv, null=0.5, **boot), "", names))
 
 
 # --- claim 3: skill neurons exist (held out) ------------------------------------------------------------
-def _neuron_values(exp: Experiment, task: str, seed: int, split: str, layer: int,
+def _neuron_values(exp: Experiment, task: str, prompt: torch.Tensor, split: str, layer: int,
                    neuron: int) -> tuple[np.ndarray, np.ndarray]:
-    """(examples, prompt positions) activations of one neuron, and the labels; 'train' is the
-    experiment's label-balanced random threshold sample (`Experiment.encoded`)."""
+    """(examples, prompt positions) activations of one neuron under `prompt`, and the labels; 'train' is
+    the experiment's label-balanced random threshold sample (`Experiment.encoded`)."""
     enc = exp.encoded(task, split)
-    prompt = exp.prompt(task, seed)
     values = np.zeros((len(enc), prompt.shape[0]), dtype=np.float64)
     for idx, acts in iter_activations(exp.backbone, prompt, enc):
         values[idx] = acts[:, layer, :, neuron].double().cpu().numpy()
     return values, enc.labels
 
 
-def held_out_neuron(exp: Experiment, task: str, seed: int, layer: int, neuron: int) -> np.ndarray:
-    """Per-example correctness on dev of one neuron whose position and sign were chosen on test.
+def held_out_neuron(exp: Experiment, task: str, prompt: torch.Tensor, layer: int, neuron: int) -> np.ndarray:
+    """Per-example correctness on test of one neuron whose position and sign were chosen on dev.
 
-    Threshold: mean activation over a label-balanced random train sample. On test, the prompt position
-    p and the sign (fires for label 1, or for label 0) with the highest accuracy are chosen; on dev the
-    rule [a_p(x) > t_p] == y (or its negation) is then applied unchanged.
+    Threshold: mean activation over a label-balanced random train sample. On dev, the prompt position
+    p and the sign (fires for label 1, or for label 0) with the highest accuracy are chosen; on test
+    the rule [a_p(x) > t_p] == y (or its negation) is then applied unchanged.
     """
-    thr = _neuron_values(exp, task, seed, "train", layer, neuron)[0].mean(axis=0)
-    test, y_test = _neuron_values(exp, task, seed, "test", layer, neuron)
-    acc = ((test > thr) == y_test[:, None]).mean(axis=0)
+    thr = _neuron_values(exp, task, prompt, "train", layer, neuron)[0].mean(axis=0)
+    dev, y_dev = _neuron_values(exp, task, prompt, "dev", layer, neuron)
+    acc = ((dev > thr) == y_dev[:, None]).mean(axis=0)
     p = int(np.argmax(np.maximum(acc, 1 - acc)))
     flip = acc[p] < 0.5
-    dev, y_dev = _neuron_values(exp, task, seed, "dev", layer, neuron)
-    return (((dev[:, p] > thr[p]) == y_dev) != flip).astype(float)
+    test, y_test = _neuron_values(exp, task, prompt, "test", layer, neuron)
+    return (((test[:, p] > thr[p]) == y_test) != flip).astype(float)
+
+
+def untuned_prompt(exp: Experiment, task: str, seed: int) -> torch.Tensor:
+    """The prompt the tuning of (task, seed) started from (`lib.prompt.init_prompt`): the control of RN3."""
+    from .prompt import init_prompt
+
+    cfg = exp.tune_config(seed, task)
+    return init_prompt(exp.backbone, cfg.prompt_length, cfg.init, seed)
+
+
+def best_neuron(scores: torch.Tensor) -> tuple[int, int]:
+    """(layer, neuron) of the highest predictivity in a (layers, neurons) table."""
+    layer, neuron = divmod(int(scores.argmax()), scores.shape[1])
+    return layer, neuron
 
 
 def skill_neuron_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot):
+    """RN3: held-out accuracy on test of the most predictive neuron chosen on dev, tuned prompts minus the
+    untuned prompts they started from (each arm chooses its own neuron on dev). Why not against the
+    majority rate: a frozen pretrained model already encodes the label, so any prompt's best neuron beats
+    it; what tuning adds is the gap to the untuned prompt (the label-permutation null lies lower still)."""
+    from .skill_neurons import compute_predictivity
+
     tasks = [t for t in learned_tasks(statuses) if exp.task(t).num_labels == 2]
     if not tasks:
-        return None, verdict(None, missing="no learned binary task"), ""
-    columns, majorities = {}, {}
+        return None, "no learned binary task", ""
+    columns, groups = {}, {}
     for t in tasks:
-        scores = exp.mean_scores(t)
-        layer, neuron = divmod(int(scores.argmax()), scores.shape[1])
-        columns[t] = np.stack([held_out_neuron(exp, t, s, layer, neuron) for s in exp.profile.seeds])
-        majorities[t] = majority_rate(exp.splits(t)["dev"]["label"].to_numpy())
-    iv = bootstrap_interval(columns, lambda acc: sum(acc[t] - majorities[t] for t in tasks) / len(tasks), **boot)
-    return iv, verdict(iv), ", ".join(tasks)
+        layer, neuron = best_neuron(exp.mean_scores(t, split="dev"))
+        columns[f"tuned:{t}"] = np.stack([held_out_neuron(exp, t, exp.prompt(t, s), layer, neuron)
+                                          for s in exp.profile.seeds])
+        starts = {s: untuned_prompt(exp, t, s) for s in exp.profile.seeds}
+        untuned_scores = torch.stack([compute_predictivity(exp.backbone, starts[s], exp.task(t), exp.encoded(t, "train"),
+                                                           exp.encoded(t, "dev"), progress=False).per_neuron()
+                                      for s in exp.profile.seeds]).float().mean(dim=0)
+        u_layer, u_neuron = best_neuron(untuned_scores)
+        columns[f"untuned:{t}"] = np.stack([held_out_neuron(exp, t, starts[s], u_layer, u_neuron)
+                                            for s in exp.profile.seeds])
+        groups[f"tuned:{t}"] = groups[f"untuned:{t}"] = t  # same test examples: paired
+    est = estimate(columns, lambda acc: sum(acc[f"tuned:{t}"] - acc[f"untuned:{t}"] for t in tasks) / len(tasks),
+                   groups=groups, **boot)
+    return est, "", ", ".join(tasks)
 
 
 # --- claim 5: suppression (Skill-Neuron) ------------------------------------------------------------------
 def suppression_correct(exp: Experiment, task: str, seed: int, mask: torch.Tensor, draw_seed: int) -> np.ndarray:
+    """Per-example correctness on test of the prompt (task, seed) with the `mask` neurons set to zero."""
     with intervene_ffn(exp.backbone, mask, "zero", seed=draw_seed):
-        r = evaluate(exp.backbone, exp.prompt(task, seed), exp.task(task), exp.encoded(task, "dev"),
+        r = evaluate(exp.backbone, exp.prompt(task, seed), exp.task(task), exp.encoded(task, "test"),
                      max_length=exp.max_length(task))
     return (r.predictions == r.labels).astype(float)
 
 
 def suppression_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot):
+    """SN1: test accuracy with `n_random_draws` random neuron sets suppressed (averaged per prompt) minus
+    with the skill neurons suppressed (top fraction per layer of the dev predictivity)."""
     tasks = learned_tasks(statuses)
     fraction = max(exp.profile.suppression_fractions)
     if not tasks or fraction == 0:
-        return None, verdict(None, missing="no learned task" if not tasks else "no suppression fraction > 0"), ""
+        return None, "no learned task" if not tasks else "no suppression fraction > 0", ""
     columns, groups = {}, {}
     for t in tasks:
-        skill = top_per_layer(exp.mean_scores(t), fraction=fraction)  # selected on test
+        skill = top_per_layer(exp.mean_scores(t, split="dev"), fraction=fraction)  # selected on dev
         n = int(skill[0].sum())
         gen = torch.Generator().manual_seed(0)
         s_rows, r_rows = [], []
@@ -210,10 +257,10 @@ def suppression_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot):
                      for d in range(exp.profile.n_random_draws)]
             r_rows.append(np.mean(draws, axis=0))
         columns[f"skill:{t}"], columns[f"random:{t}"] = np.stack(s_rows), np.stack(r_rows)
-        groups[f"skill:{t}"] = groups[f"random:{t}"] = t  # same dev examples: paired
-    iv = bootstrap_interval(columns, lambda acc: sum(acc[f"random:{t}"] - acc[f"skill:{t}"] for t in tasks) / len(tasks),
-                            groups=groups, **boot)
-    return iv, verdict(iv), ", ".join(tasks)
+        groups[f"skill:{t}"] = groups[f"random:{t}"] = t  # same test examples: paired
+    est = estimate(columns, lambda acc: sum(acc[f"random:{t}"] - acc[f"skill:{t}"] for t in tasks) / len(tasks),
+                   groups=groups, **boot)
+    return est, "", ", ".join(tasks)
 
 
 # --- sentences for the chapters ------------------------------------------------------------------------
@@ -230,7 +277,9 @@ def status_sentence(statuses: dict[str, TaskStatus]) -> str:
 
 
 def claim_sentence(table: pd.DataFrame, claim_id: str) -> str:
-    """The computed verdict of one claim of `claims_table`, as a sentence (`lib.verdicts.describe`)."""
+    """The computed verdict of one claim of `claims_table`, as a sentence (`lib.verdicts.describe`): the
+    interval over prompts and examples, the examples-only one beside it, the published figure with its
+    source, and the Holm-adjusted verdict where the table has one (the full table: `claims_cached()`)."""
     from .verdicts import describe
 
     rows = table[table.claim_id == claim_id]
@@ -238,9 +287,15 @@ def claim_sentence(table: pd.DataFrame, claim_id: str) -> str:
         raise KeyError(f"no claim {claim_id!r}; the table has {', '.join(table.claim_id)}")
     r = rows.iloc[0]
     iv = None if pd.isna(r.estimate) else Interval(float(r.estimate), float(r.lo), float(r.hi))
-    where = f" (tasks: {r.tasks})" if isinstance(r.tasks, str) and r.tasks else ""
-    return describe(f"{claim_id}, {r.claim}", iv, Verdict(r.verdict, r.reason)) + where + \
-        f" Published: {r.published}. Backbone `{r.backbone}`, profile `{r.profile}`."
+    where = f" (tasks: {r.tasks}; {int(r.n_seeds)} prompts each)" if isinstance(r.tasks, str) and r.tasks else ""
+    text = describe(f"{claim_id}, {r.claim}", iv, Verdict(r.verdict, r.reason)) + where
+    if iv is not None:
+        text += f" Over examples only (prompts held fixed): [{r.lo_examples:.3f}, {r.hi_examples:.3f}]."
+    holm = r.get("verdict_holm")
+    if isinstance(holm, str) and holm:
+        text += f" After Holm's correction over the claims table: {holm}."
+    source = f" ({r.published_source})" if isinstance(r.published_source, str) and r.published_source else ""
+    return text + f" Published: {r.published}{source}. Backbone `{r.backbone}`, profile `{r.profile}`."
 
 
 # --- cached tables -----------------------------------------------------------------------------------------
@@ -258,8 +313,8 @@ def _key(exp: Experiment, **extra) -> dict:
 def statuses_cached(exp: Experiment) -> dict[str, TaskStatus]:
     """`task_statuses`, read from `tables/task_status.csv` when its key matches."""
     frame = exp.store.table("task_status", _key(exp), lambda: status_table(exp, task_statuses(exp)))
-    return {r.task: TaskStatus(r.task, Interval(r.accuracy, r.lo, r.hi), r.macro_f1, r.majority,
-                               r.status == "learned", r.reason) for r in frame.itertuples()}
+    return {r.task: TaskStatus(r.task, Interval(r.accuracy, r.lo, r.hi, int(r.n_seeds)), r.macro_f1, r.majority,
+                               r.status == "learned", r.reason, r.gate) for r in frame.itertuples()}
 
 
 def claims_cached(exp: Experiment, statuses: dict[str, TaskStatus] | None = None,
@@ -274,9 +329,26 @@ def claims_cached(exp: Experiment, statuses: dict[str, TaskStatus] | None = None
     parts = [exp.store.table(f"claim-{u}", _key(exp, claims=list(_MEMBERS[u])),
                              lambda u=u: claims_table(exp, statuses, only=_MEMBERS[u])) for u in units]
     table = pd.concat(parts, ignore_index=True)
+    if only is None:
+        table = with_holm(table)
     # as read back from the CSV files, so that a fresh and a cached result are the same frame
-    table = pd.read_csv(io.StringIO(table.to_csv(index=False)))
+    table = pd.read_csv(io.StringIO(table.to_csv(index=False)), keep_default_na=False, na_values=[""])
     return table.set_index("claim_id").loc[wanted].reset_index()
+
+
+def with_holm(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with Holm's correction over its tested claims (`lib.verdicts.holm`): p_holm, verdict_holm
+    and reason_holm beside the unadjusted p and verdict (untestable claims stay out of the family)."""
+    from .verdicts import adjusted_verdict, holm
+
+    table = table.copy()
+    ps = [None if (r.verdict == UNTESTABLE or pd.isna(r.p)) else float(r.p) for r in table.itertuples()]
+    adjusted = holm(ps)
+    holm_verdicts = [adjusted_verdict(Verdict(r.verdict, r.reason), q) for r, q in zip(table.itertuples(), adjusted)]
+    table["p_holm"] = [np.nan if q is None else q for q in adjusted]
+    table["verdict_holm"] = [v.label for v in holm_verdicts]
+    table["reason_holm"] = [v.reason if q is not None else "" for v, q in zip(holm_verdicts, adjusted)]
+    return table
 
 
 # --- the table --------------------------------------------------------------------------------------------
@@ -285,66 +357,119 @@ _UNIT = {c: "RN2" if c.startswith("RN2") else c for c in CLAIM_IDS}  # claims co
 _MEMBERS = {u: tuple(c for c in CLAIM_IDS if _UNIT[c] == u) for u in dict.fromkeys(_UNIT.values())}
 
 
-def _claim(exp: Experiment, statuses: dict[str, TaskStatus], cid: str, cache: dict, **boot) -> tuple:
-    """(claim text, paper, (interval, verdict, tasks), published, null) of one claim."""
-    model = exp.profile.model
+@dataclass(frozen=True)
+class ClaimSpec:
+    """What a claim says and how its estimate is judged: text, source paper, direction and null value."""
+
+    text: str
+    paper: str
+    direction: str = "greater"
+    null: float = 0.0
+
+
+def _specs(exp: Experiment) -> dict[str, ClaimSpec]:
+    fraction = max(exp.profile.suppression_fractions)
+    return {
+        "RN1": ClaimSpec("Zero-shot transfer is higher within a task type than across types (within − across "
+                         "accuracy)", "Robust-Neurons; Su et al. 2022"),
+        "RN2a": ClaimSpec("Prompts lose accuracy on AdvGLUE (adversarial − clean accuracy)", "Robust-Neurons",
+                          direction="less"),
+        "RN2b": ClaimSpec("Prompts score below chance on AdvGLUE (adversarial accuracy vs 0.5)", "Robust-Neurons",
+                          direction="less", null=0.5),
+        "RN3": ClaimSpec("Skill neurons exist: the most predictive neuron of the tuned prompts beats that of the "
+                         "untuned prompts they started from (held-out accuracy, tuned − untuned; chosen on dev, "
+                         "tested on test)", "Robust-Neurons; Skill-Neuron"),
+        "RN4": ClaimSpec("Clean-data skill neurons stay among the most predictive on adversarial data (T5 yes, "
+                         "RoBERTa no)", "Robust-Neurons"),
+        "SN1": ClaimSpec(f"Suppressing skill neurons hurts more than suppressing random ones (random − skill "
+                         f"accuracy, {fraction:.0%} per layer, chosen on dev, suppressed on test)", "Skill-Neuron"),
+    }
+
+
+def _measure(exp: Experiment, statuses: dict[str, TaskStatus], cid: str, cache: dict,
+             **boot) -> tuple[Estimate | None, str, str]:
+    """(estimate, what is missing, tasks) of one claim."""
     if cid == "RN1":
-        gap = published_transfer_gap("roberta-base") / 100
-        return ("Zero-shot transfer is higher within a task type than across types (within − across accuracy)",
-                "Robust-Neurons; Su et al. 2022", transfer_claim(exp, statuses, **boot),
-                f"RoBERTa-base: {gap:+.3f} (Su et al. table, off-diagonal means)", 0.0)
+        return transfer_claim(exp, statuses, **boot)
     if cid in ("RN2a", "RN2b"):
         if "adv" not in cache:
             cache["adv"] = adversarial_claims(exp, statuses, **boot)
-        drop, below = cache["adv"]
-        if cid == "RN2a":
-            return ("Prompts lose accuracy on AdvGLUE (adversarial − clean accuracy)", "Robust-Neurons", drop,
-                    "RoBERTa and T5 both lose accuracy", 0.0)
-        return ("Prompts score below chance on AdvGLUE (adversarial accuracy vs 0.5)", "Robust-Neurons", below,
-                "RoBERTa: below chance; T5: above chance on 2 of 3 tasks", 0.5)
+        return cache["adv"][0 if cid == "RN2a" else 1]
     if cid == "RN3":
-        return ("Skill neurons exist: the most predictive neuron, chosen on test, beats the majority rate on dev "
-                "(held-out accuracy − majority)", "Robust-Neurons; Skill-Neuron",
-                skill_neuron_claim(exp, statuses, **boot), "RoBERTa and T5: yes", 0.0)
+        return skill_neuron_claim(exp, statuses, **boot)
     if cid == "RN4":
-        missing = verdict(None, missing=f"contrasts T5 with RoBERTa; this profile's backbone is {model}")
-        return ("Clean-data skill neurons stay among the most predictive on adversarial data (T5 yes, RoBERTa no)",
-                "Robust-Neurons", (None, missing, ""), "T5: yes; RoBERTa: no", None)
+        return None, f"contrasts T5 with RoBERTa; this profile's backbone is {exp.profile.model}", ""
     if cid == "SN1":
-        return ("Suppressing skill neurons hurts more than suppressing random ones (random − skill accuracy, "
-                f"{max(exp.profile.suppression_fractions):.0%} per layer, dev split)", "Skill-Neuron",
-                suppression_claim(exp, statuses, **boot), "RoBERTa: much larger drops than random", 0.0)
+        return suppression_claim(exp, statuses, **boot)
     raise KeyError(f"unknown claim {cid!r}; claims: {', '.join(CLAIM_IDS)}")
 
 
 def claims_table(exp: Experiment, statuses: dict[str, TaskStatus] | None = None,
                  only: Sequence[str] | None = None, **boot) -> pd.DataFrame:
-    """One row per claim (all of `CLAIM_IDS`, or `only` those): estimate, interval, published, verdict."""
+    """One row per claim (all of `CLAIM_IDS`, or `only` those): estimate, both intervals, the p-value of the
+    null, the published figure (`lib.published.claim_published`) and the verdict (`lib.verdicts.verdict`)."""
+    from .published import claim_published
+
     statuses = statuses if statuses is not None else task_statuses(exp)
+    specs = _specs(exp)
     rows, cache = [], {}
     for cid in (only or CLAIM_IDS):
-        claim, paper, (iv, v, tasks), published, null = _claim(exp, statuses, cid, cache, **boot)
-        rows.append({"claim_id": cid, "claim": claim, "paper": paper, "backbone": exp.profile.model,
-                     "profile": exp.profile.name, "tasks": tasks, "estimate": None if iv is None else iv.estimate,
-                     "lo": None if iv is None else iv.lo, "hi": None if iv is None else iv.hi, "null": null,
-                     "published": published, "verdict": v.label, "reason": v.reason})
+        spec = specs[cid]
+        est, missing, tasks = _measure(exp, statuses, cid, cache, **boot)
+        published = claim_published(cid)
+        iv = None if est is None else est.interval
+        v = verdict(iv, direction=spec.direction, null=spec.null, missing=missing, published=published.value)
+        rows.append({"claim_id": cid, "claim": spec.text, "paper": spec.paper, "backbone": exp.profile.model,
+                     "profile": exp.profile.name, "tasks": tasks,
+                     "estimate": None if iv is None else iv.estimate, "lo": None if iv is None else iv.lo,
+                     "hi": None if iv is None else iv.hi, "n_seeds": None if iv is None else iv.n_seeds,
+                     "lo_examples": None if est is None else est.examples_only.lo,
+                     "hi_examples": None if est is None else est.examples_only.hi,
+                     "null": spec.null if est is not None else None, "p": None if iv is None else iv.p,
+                     "published": published.text, "published_value": published.value,
+                     "published_source": published.source, "verdict": v.label, "reason": v.reason,
+                     "p_holm": None, "verdict_holm": "", "reason_holm": ""})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def claims_markdown(table: pd.DataFrame) -> str:
-    """The claims table as Markdown, for the book's introduction (included from results/<profile>/claims.md)."""
-    lines = ["| claim | our estimate [95 % CI] | published | verdict |", "|---|---|---|---|"]
+def claims_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table as a reader sees it (the Claims page and results/<profile>/claims.md): claim, our
+    estimate with both intervals, the published figure with its source, the verdict and the Holm verdict."""
+    rows = []
     for r in table.itertuples():
-        est = "—" if pd.isna(r.estimate) else f"{r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]"
-        if r.claim_id == "RN2b" and not pd.isna(r.estimate):
-            est = f"{r.estimate:.3f} [{r.lo:.3f}, {r.hi:.3f}]"
-        why = f"{r.verdict}: {r.reason}"
-        lines.append(f"| **{r.claim_id}** {r.claim} | {est} | {r.published} | {why} |")
+        if pd.isna(r.estimate):
+            est = "—"
+        else:
+            fmt = "{:.3f}" if r.claim_id == "RN2b" else "{:+.3f}"
+            f = lambda x: fmt.format(x)  # noqa: E731
+            est = (f"{f(r.estimate)} [{f(r.lo)}, {f(r.hi)}] over {int(r.n_seeds)} prompts and the examples; "
+                   f"examples only [{f(r.lo_examples)}, {f(r.hi_examples)}]")
+        source = f" ({r.published_source})" if isinstance(r.published_source, str) and r.published_source else ""
+        holm = r.verdict_holm if isinstance(r.verdict_holm, str) and r.verdict_holm else "—"
+        rows.append({"claim": f"{r.claim_id}: {r.claim}", "our estimate [95 % interval]": est,
+                     "published": f"{r.published}{source}", "verdict": f"{r.verdict}: {r.reason}",
+                     "after Holm": holm})
+    return pd.DataFrame(rows)
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """The claims table as Markdown (results/<profile>/claims.md, for readers of the repository)."""
+    frame = claims_frame(table)
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "/") for v in row) + " |")
     b, p = table.backbone.iloc[0], table.profile.iloc[0]
     lines.append("")
-    lines.append(f"Backbone `{b}`, profile `{p}`. 95 % intervals resample the evaluation examples (each example's "
-                 "correctness averaged over the seeds' prompts first); verdicts are computed by `lib.verdicts`.")
+    lines.append(f"Backbone `{b}`, profile `{p}`. {CLAIMS_NOTE}")
     return "\n".join(lines) + "\n"
+
+
+CLAIMS_NOTE = ("95 % intervals resample the prompts (seeds) and the evaluation examples (`lib.intervals`); the "
+               "examples-only interval holds the prompts fixed. Verdicts are computed by `lib.verdicts`: "
+               "supported, supported but much smaller than published (the whole interval within half the "
+               "published effect), not supported, contradicted (the interval excludes the null on the other "
+               "side) or untestable. \"After Holm\" applies Holm's correction over the table's tested claims "
+               "(family-wise error 5 %).")
 
 
 def write_claims(table: pd.DataFrame, folder: str | Path) -> tuple[Path, Path]:
@@ -359,5 +484,6 @@ def write_claims(table: pd.DataFrame, folder: str | Path) -> tuple[Path, Path]:
 
 
 __all__ = ["Evaluated", "evaluated", "task_statuses", "status_table", "learned_tasks", "type_pairs",
-           "published_transfer_gap", "held_out_neuron", "claims_table", "claims_markdown",
+           "published_transfer_gap", "held_out_neuron", "claims_table", "claims_markdown", "claims_frame",
+           "with_holm", "Estimate", "estimate", "ClaimSpec", "CLAIMS_NOTE", "untuned_prompt", "best_neuron",
            "write_claims", "CLAIM_IDS", "status_sentence", "claim_sentence", "statuses_cached", "claims_cached", "evidence_version", "COLUMNS"]

@@ -1,10 +1,30 @@
-"""Published numbers the book compares against (Su et al. 2022, Table: zero-shot transfer, %).
+"""Published numbers the book compares against, each with the paper and table or figure it comes from.
 
-Rows are source prompts, columns target tasks; MNLI is 3-class there. Source: ../shared/docs/reference.md.
+One place for every published figure a page puts beside ours: the claims table (`claim_published`),
+Su et al.'s zero-shot transfer matrix (`published_transfer`; rows source prompts, columns target tasks,
+MNLI 3-class there) and the applications' anchors (`SKELETON_SPEEDUP`). Where a paper states a finding
+in words only, `value` is None and the verdict cannot say "much smaller" (`lib.verdicts.verdict`).
+Sources: ../shared/docs/reference.md and the papers' tables as cited.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published figure: how a page states it, its value on our estimate's scale (None: stated in words
+    only), and where it is printed."""
+
+    text: str
+    value: float | None
+    source: str
+
+
+SKELETON_SPEEDUP = Published("up to 1.73× inference speed-up at accuracy comparable to prompt tuning", 1.73,
+                             "Yang et al. 2024 (Skeleton), arXiv v2 abstract")
 
 _TARGETS = ("imdb", "sst2", "mnli", "qnli", "qqp", "mrpc")
 _ROBERTA = {
@@ -26,3 +46,35 @@ def published_transfer(model: str) -> pd.DataFrame:
     if table is None:
         raise ValueError(f"no published transfer matrix for {model!r}; valid: roberta-base, t5-base")
     return pd.DataFrame.from_dict(table, orient="index", columns=list(_TARGETS)).rename_axis("source")
+
+
+def published_transfer_gap(model: str = "roberta-base") -> float:
+    """Within- minus across-type mean zero-shot transfer (%, off the diagonal) in Su et al.'s matrix."""
+    from .claims import type_pairs
+    from .tasks import get_task
+
+    table = published_transfer(model)
+    types = {t: get_task(t).task_type for t in table.columns}
+    within, across = type_pairs(types)
+    return float(sum(table.loc[a, b] for a, b in within) / len(within)
+                 - sum(table.loc[a, b] for a, b in across) / len(across))
+
+
+def claim_published(claim_id: str) -> Published:
+    """The published figure each claim of `lib.claims` is compared with."""
+    if claim_id == "RN1":
+        gap = published_transfer_gap("roberta-base") / 100
+        return Published(f"RoBERTa-base: {gap:+.3f} (off-diagonal means)", gap,
+                         "Su et al. 2022, zero-shot transfer table")
+    fixed = {
+        "RN2a": Published("RoBERTa and T5 both lose accuracy on AdvGLUE", None, "Robust-Neurons, abstract"),
+        "RN2b": Published("RoBERTa: below chance; T5: above chance on 2 of 3 tasks", None, "Robust-Neurons, abstract"),
+        "RN3": Published("skill neurons exist in RoBERTa and in T5", None, "Robust-Neurons, abstract; Skill-Neuron"),
+        "RN4": Published("T5: yes; RoBERTa: no", None, "Robust-Neurons, abstract"),
+        "SN1": Published("RoBERTa: suppressing skill neurons hurts much more than random neurons", None,
+                         "Skill-Neuron, perturbation test"),
+    }
+    try:
+        return fixed[claim_id]
+    except KeyError:
+        raise KeyError(f"no published figure for claim {claim_id!r}; claims: RN1, {', '.join(fixed)}") from None

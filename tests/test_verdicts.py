@@ -11,7 +11,7 @@ from lib.verdicts import (NOT_SUPPORTED, SUPPORTED, UNTESTABLE, Interval, accura
 
 def test_interval_of_a_constant_is_a_point():
     assert accuracy_interval(np.ones(50)) == Interval(1.0, 1.0, 1.0)
-    assert accuracy_interval(np.zeros((3, 40))) == Interval(0.0, 0.0, 0.0)
+    assert accuracy_interval(np.zeros((3, 40))) == Interval(0.0, 0.0, 0.0, n_seeds=3)
 
 
 def test_interval_matches_the_normal_approximation():
@@ -32,12 +32,13 @@ def test_seeds_are_averaged_per_example_not_pooled():
     a = np.tile([1.0, 0.0], 100)
     correct = np.stack([a, 1 - a])
     assert list(seed_average(correct)) == [0.5] * 200
-    assert accuracy_interval(correct) == Interval(0.5, 0.5, 0.5)
+    assert accuracy_interval(correct) == Interval(0.5, 0.5, 0.5, n_seeds=2)
     pooled = accuracy_interval(correct.reshape(-1))
     assert pooled.hi - pooled.lo > 0.05
     # seeds that agree: the interval is that of one seed (resampling examples, not 3 x N draws)
     one = np.r_[np.ones(120), np.zeros(80)]
-    assert accuracy_interval(np.stack([one] * 3), seed=3) == accuracy_interval(one, seed=3)
+    three, single = accuracy_interval(np.stack([one] * 3), seed=3), accuracy_interval(one, seed=3)
+    assert (three.estimate, three.lo, three.hi) == pytest.approx((single.estimate, single.lo, single.hi), abs=1e-12)
 
 
 def test_paired_columns_share_their_resamples():
@@ -107,3 +108,32 @@ def test_verdicts():
     text = describe("Within-type transfer is higher", Interval(0.05, 0.01, 0.09), verdict(Interval(0.05, 0.01, 0.09)))
     assert "supported" in text and "0.010 to 0.090" in text
     assert "untestable here" in describe("X", None, v)
+
+
+def test_verdicts_separate_direction_from_size():
+    from lib.verdicts import CONTRADICTED, MUCH_SMALLER
+
+    # the interval lies on the other side of the null: contradicted, not merely unsupported
+    assert verdict(Interval(-0.08, -0.14, -0.03)).label == CONTRADICTED
+    assert verdict(Interval(0.6, 0.55, 0.65), direction="less", null=0.5).label == CONTRADICTED
+    # published effect 0.20: an interval entirely below 0.10 is supported but much smaller
+    assert verdict(Interval(0.03, 0.01, 0.05), published=0.20).label == MUCH_SMALLER
+    assert verdict(Interval(0.08, 0.01, 0.12), published=0.20).label == SUPPORTED  # reaches past half
+    assert verdict(Interval(0.03, 0.01, 0.05)).label == SUPPORTED  # no published number: no size judgement
+    # below chance by much less than a published 0.30 (null 0.5, half-way bound 0.4)
+    assert verdict(Interval(0.45, 0.42, 0.48), direction="less", null=0.5, published=0.30).label == MUCH_SMALLER
+
+
+def test_holm_known_answer():
+    from lib.verdicts import adjusted_verdict, holm
+
+    assert holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06])
+    assert holm([]) == [] and holm([None]) == [None]
+    with pytest.raises(ConfigError):
+        holm([1.5])
+    kept = adjusted_verdict(verdict(Interval(0.1, 0.05, 0.2)), 0.03)
+    assert kept.label == SUPPORTED and "0.03" in kept.reason
+    dropped = adjusted_verdict(verdict(Interval(0.1, 0.05, 0.2)), 0.06)
+    assert dropped.label == NOT_SUPPORTED and "unadjusted: supported" in dropped.reason
+    # never upgraded
+    assert adjusted_verdict(verdict(Interval(0.1, -0.05, 0.2)), 0.001).label == NOT_SUPPORTED
