@@ -57,14 +57,15 @@ class ApplicationsConfig:
     kept_fractions: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05)  # share rho of each layer's neurons kept
     verdict_fraction: float = 0.2  # the rho whose gap G(rho) is the pruning verdict, fixed in advance
     pruning_draws: int = 2  # random selections per rho
-    methods: tuple[str, ...] = ("bitfit", "lora", "full")
-    weight_seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = ("bitfit", "adapter", "lora", "full")  # adapter: Houlsby bottleneck (lib.adapters)
+    weight_seeds: tuple[int, ...] = (0, 1, 2)  # runs are random draws too: intervals need several
     # the weight-tuning budget: None = the profile's prompt-tuning steps, batch size and evaluation
     # interval, so every method sees the same training examples in the same order
     steps: int | None = None
     eval_every: int | None = None
     batch_size: int | None = None
     lr_bitfit: float = 5e-3
+    lr_adapter: float = 5e-3
     lr_lora: float = 5e-3
     lr_full: float = 5e-5
     suppression_fraction: float = 0.05  # q: share of each layer's neurons zeroed in the tuned models
@@ -86,7 +87,7 @@ class ApplicationsConfig:
         for name in ("pruning_draws", "steps", "eval_every", "batch_size", "suppression_draws"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr_bitfit", "lr_lora", "lr_full"):
+        for name in ("lr_bitfit", "lr_adapter", "lr_lora", "lr_full"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 < self.suppression_fraction < 1:
@@ -95,19 +96,21 @@ class ApplicationsConfig:
             raise ConfigError(f"n_boot must be at least 100, got {self.n_boot}")
 
     def lr(self, method: str) -> float:
-        return {"bitfit": self.lr_bitfit, "lora": self.lr_lora, "full": self.lr_full}[method]
+        return {"bitfit": self.lr_bitfit, "adapter": self.lr_adapter, "lora": self.lr_lora, "full": self.lr_full}[method]
 
 
 _TINY = dict(kept_fractions=(0.5, 0.2), verdict_fraction=0.2, pruning_draws=1, steps=60, eval_every=20,
-             batch_size=16, lr_bitfit=1e-2, lr_lora=1e-2, lr_full=1e-3, suppression_fraction=0.1, suppression_draws=1, n_boot=500)
+             batch_size=16, lr_bitfit=1e-2, lr_adapter=1e-2, lr_lora=1e-2, lr_full=1e-3, suppression_fraction=0.1,
+             suppression_draws=1, n_boot=500, weight_seeds=(0,))
 APPLICATIONS: Mapping[str, ApplicationsConfig] = {
     "smoke": ApplicationsConfig(**_TINY),
     "class": ApplicationsConfig(kept_fractions=(0.5, 0.2, 0.1), verdict_fraction=0.2, pruning_draws=1,
-                                methods=("bitfit", "full"), suppression_draws=1),
+                                methods=("bitfit", "full"), suppression_draws=1, weight_seeds=(0,)),
     "mini": ApplicationsConfig(),
-    "paper": ApplicationsConfig(steps=30000, eval_every=1000, lr_bitfit=1e-3, lr_lora=5e-4, lr_full=2e-5,
+    "paper": ApplicationsConfig(steps=30000, eval_every=1000, lr_bitfit=1e-3, lr_adapter=1e-4, lr_lora=5e-4, lr_full=2e-5,
                                 weight_seeds=(0, 1, 2), suppression_fraction=0.01, suppression_draws=5),
-    "paper_t5": ApplicationsConfig(methods=("lora", "full"), steps=30000, eval_every=1000, lr_lora=5e-4,
+    "paper_t5": ApplicationsConfig(methods=("adapter", "lora", "full"), steps=30000, eval_every=1000, lr_adapter=1e-4,
+                                   lr_lora=5e-4,
                                    lr_full=1e-4, weight_seeds=(0, 1, 2), suppression_fraction=0.01,
                                    suppression_draws=5),
 }

@@ -191,7 +191,7 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
         styler = styler.set_caption(html.escape(caption))
     styler = styler.set_table_attributes('class="dataframe compendium-table"').set_table_styles(
         [{"selector": "th", "props": "text-align: left; white-space: normal;"},
-         {"selector": "td", "props": "white-space: nowrap;"}], overwrite=False)
+         {"selector": "td", "props": "white-space: normal; overflow-wrap: anywhere;"}], overwrite=False)
     return HTML(f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">{styler.to_html()}</div>')
 
 
@@ -205,6 +205,30 @@ def majority_baseline(exp: Experiment, task: str, split: str = "test") -> float:
 def chance(exp: Experiment, task: str) -> float:
     """Accuracy of uniform guessing, 1 / number of labels."""
     return 1.0 / exp.task(task).num_labels
+
+
+def task_palette(tasks: Sequence[str] | None = None) -> dict[str, Any]:
+    """One colour per task for the whole book (pass as seaborn's `palette=`): a task has the same colour
+    in every panel and chapter, whichever tasks a figure shows. Fixed by the task's place in the
+    registry (`lib.tasks.TASKS`); tasks outside it (synthetic ones) follow in sorted order."""
+    import seaborn as sns
+
+    from .tasks import TASKS
+
+    known = list(TASKS)
+    extra = sorted(set(tasks or ()) - set(known))
+    colours = sns.color_palette("tab20", 20)
+    order = known + extra
+    return {t: colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20] for i, t in enumerate(order)
+            if tasks is None or t in tasks}
+
+
+def class_palette(labels: Sequence[str]) -> dict[str, Any]:
+    """One colour per class label, in label-id order: label 0 blue, label 1 orange, ... in every figure."""
+    import seaborn as sns
+
+    colours = sns.color_palette("colorblind", max(len(labels), 3))
+    return {label: colours[i] for i, label in enumerate(labels)}
 
 
 def reference_lines(ax, chance_level: float | None = 0.5, majority: float | None = None, *,

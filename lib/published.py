@@ -78,3 +78,30 @@ def claim_published(claim_id: str) -> Published:
         return fixed[claim_id]
     except KeyError:
         raise KeyError(f"no published figure for claim {claim_id!r}; claims: RN1, {', '.join(fixed)}") from None
+
+
+def transfer_vs_published(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Our zero-shot transfer accuracies (a source x target matrix of fractions) beside Su et al.'s, for the
+    off-diagonal pairs both have: columns source, target, ours, roberta-base, t5-base (all %)."""
+    rows = []
+    published = {m: published_transfer(m) for m in ("roberta-base", "t5-base")}
+    for source in matrix.index:
+        for target in matrix.columns:
+            if source == target or pd.isna(matrix.loc[source, target]):
+                continue
+            if all(source in p.index and target in p.columns for p in published.values()):
+                rows.append({"source": source, "target": target, "ours": 100 * float(matrix.loc[source, target]),
+                             **{m: float(p.loc[source, target]) for m, p in published.items()}})
+    return pd.DataFrame(rows, columns=["source", "target", "ours", "roberta-base", "t5-base"])
+
+
+def transfer_comparison_sentence(table: pd.DataFrame, backbone: str) -> str:
+    """One computed sentence per shared pair: ours beside RoBERTa's and T5's, and how far below or above."""
+    if table.empty:
+        return ("None of this profile's source-target pairs is in Su et al.'s table, so no cell can be compared "
+                "with a published one.")
+    parts = [f"{r['source']}→{r['target']}: {r['ours']:.1f} % on {backbone} vs {r['roberta-base']:.1f} % (RoBERTa-base) "
+             f"and {r['t5-base']:.1f} % (T5-base), {r['ours'] - r['roberta-base']:+.1f} and "
+             f"{r['ours'] - r['t5-base']:+.1f} points" for r in table.to_dict("records")]
+    return ("Cells shared with Su et al.'s zero-shot transfer table (source → target, test accuracy): "
+            + "; ".join(parts) + ".")

@@ -2,14 +2,17 @@
 
 Wang et al. (2022, "Finding Skill Neurons") show that skill neurons found with prompt tuning also
 matter when the backbone is tuned with adapters or BitFit; PANDA / Su et al. compare with full
-model tuning. Three methods (`METHODS`):
+model tuning. Four methods (`METHODS`):
 - 'bitfit': only the bias terms train (Ben Zaken et al. 2022), LayerNorm's included. T5 has no
   bias terms at all, so it has no BitFit (a ConfigError says so);
+- 'adapter': bottleneck adapters in series after the sublayers' output projections (`lib.adapters`:
+  Houlsby placement after attention and FFN, or Pfeiffer after the FFN only; reduction factor 16), W_up
+  zero at the start; the adapters and the LayerNorms train. This is the adapter arm of Skill-Neuron's
+  claim: the adapters read the FFN neurons' output directly, and every FFN weight stays frozen;
 - 'lora': low-rank adapters on the attention query/value projections, injected in place with
   PEFT's `inject_adapter_in_model` (no PeftModel wrapper, so `lib.hooks.ffn_sites` still finds the
-  FFN modules by type); only the adapters train. This is the project's adapter arm: the `adapters`
-  library (Houlsby bottleneck adapters) needs transformers ~=4.57 and PEFT has no Houlsby adapter.
-  Like Houlsby adapters it keeps every FFN weight frozen: the FFN neurons are the pretrained ones;
+  FFN modules by type); only the adapters train. A different mechanism (in parallel to attention, not
+  in series after the FFN), kept as an extra arm and labelled LoRA;
 - 'full': every parameter trains (model tuning), embeddings, FFN and head included (so for
   masked LMs the `<mask>` embedding at the label slot trains too).
 
@@ -48,8 +51,8 @@ from .tasks import Task, get_task
 from .tuning import FINISHED_FIELDS, TuneConfig, _check_signature, batch_indices, data_digest, stop_early
 from .validation import check_fields, check_overrides
 
-METHODS = ("bitfit", "lora", "full")
-DEFAULT_LR = {"bitfit": 1e-3, "lora": 1e-3, "full": 2e-5}
+METHODS = ("bitfit", "adapter", "lora", "full")
+DEFAULT_LR = {"bitfit": 1e-3, "adapter": 1e-3, "lora": 1e-3, "full": 2e-5}
 LORA_TARGETS = {"t5": ["q", "v"], "mlm": ["query", "value"]}  # by Backbone.family
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -58,7 +61,7 @@ WEIGHTS_FILE = "weights.safetensors"
 class WeightTuneConfig:
     """Hyper-parameters of one weight-tuning run (`for_method` fills in the method's usual lr)."""
 
-    method: str  # 'bitfit', 'lora' or 'full'
+    method: str  # one of METHODS
     lr: float  # AdamW learning rate, constant (DEFAULT_LR per method)
     weight_decay: float = 0.0
     batch_size: int = 16
@@ -70,6 +73,8 @@ class WeightTuneConfig:
     grad_clip: float | None = 1.0  # max global gradient norm over the trained parameters
     lora_rank: int = 8  # lora only: rank r of the adapters
     lora_alpha: int = 16  # lora only: scale alpha (the update is alpha / r * B A)
+    adapter_placement: str = "houlsby"  # adapter only: 'houlsby' (attention and FFN) or 'pfeiffer' (FFN)
+    adapter_reduction: int = 16  # adapter only: bottleneck width = hidden width / reduction
     patience: int | None = None  # stop after this many evaluations without a better dev accuracy
     device: str = "auto"
 
@@ -78,7 +83,7 @@ class WeightTuneConfig:
         if self.method not in METHODS:
             raise unknown("weight-tuning method", self.method, METHODS)
         for name in ("batch_size", "max_steps", "eval_every", "eval_batch_size", "max_length", "lora_rank",
-                     "lora_alpha"):
+                     "lora_alpha", "adapter_reduction"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -91,6 +96,10 @@ class WeightTuneConfig:
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1 evaluation or None, got {self.patience}")
         TuneConfig(device=self.device)  # the same device check as prompt tuning
+        from .adapters import PLACEMENTS
+
+        if self.adapter_placement not in PLACEMENTS:
+            raise unknown("adapter placement", self.adapter_placement, PLACEMENTS)
 
     @classmethod
     def for_method(cls, method: str, **kw: Any) -> "WeightTuneConfig":
@@ -142,9 +151,11 @@ def evaluate_tuned(backbone: Backbone, task: str | Task, data: pd.DataFrame | En
 def weight_signature(cfg: WeightTuneConfig, backbone: Backbone, task: Task, train: pd.DataFrame | Encoded,
                      dev: pd.DataFrame | Encoded) -> dict[str, Any]:
     """What determines a run's result (as `lib.tuning.run_signature`): config.json and the cache key.
-    Device and evaluation batch size are left out, and the LoRA settings unless the method is lora."""
+    Device and evaluation batch size are left out, and a method's own settings (LoRA's, the adapters')
+    unless it is that method, so that adding a method's settings changes no other method's key."""
     sig = asdict(cfg)
-    for name in ("device", "eval_batch_size") + (("lora_rank", "lora_alpha") if cfg.method != "lora" else ()):
+    own = {"lora": ("lora_rank", "lora_alpha"), "adapter": ("adapter_placement", "adapter_reduction")}
+    for name in ("device", "eval_batch_size") + tuple(n for m, names in own.items() if m != cfg.method for n in names):
         sig.pop(name)
     out: dict[str, Any] = {"config": sig, "backbone": backbone.name, "head": backbone.head, "task": task.name,
                            "n_train": len(train), "n_dev": len(dev),
@@ -169,6 +180,10 @@ def prepare(backbone: Backbone, cfg: WeightTuneConfig) -> tuple[Backbone, dict[s
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)  # PEFT draws lora_A from the global RNG: make it the seed's, restore after
             inject_adapter_in_model(lora, model)
+    elif cfg.method == "adapter":
+        from .adapters import add_adapters
+
+        add_adapters(model, backbone.family, cfg.adapter_placement, cfg.adapter_reduction, seed=cfg.seed)
     # Backbone() puts every module in eval mode and freezes every parameter (PEFT leaves its new modules
     # in training mode); then only the method's parameters are unfrozen
     tuned = Backbone(model, backbone.tokenizer, backbone.head, f"{backbone.name}+{cfg.method}",
@@ -178,6 +193,10 @@ def prepare(backbone: Backbone, cfg: WeightTuneConfig) -> tuple[Backbone, dict[s
         params = {n: p for n, p in named.items() if n.rsplit(".", 1)[-1] == "bias"}
     elif cfg.method == "lora":
         params = {n: p for n, p in named.items() if "lora_" in n}
+    elif cfg.method == "adapter":
+        from .adapters import adapter_parameters
+
+        params = dict(adapter_parameters(tuned.model))
     else:
         params = named
     if not params:

@@ -34,7 +34,7 @@ def test_every_profile_has_a_valid_configuration():
 @pytest.mark.parametrize("overrides, message", [
     ({"kept_fractions": [0.5, 1.0]}, "kept_fractions must be non-empty shares in (0, 1)"),
     ({"verdict_fraction": 0.3}, "verdict_fraction 0.3 must be one of kept_fractions"),
-    ({"methods": ["adapter"]}, "unknown weight-tuning method 'adapter'"),
+    ({"methods": ["houlsby"]}, "unknown weight-tuning method 'houlsby'"),
     ({"steps": 0}, "steps must be at least 1"),
     ({"lr_full": -1.0}, "lr_full must be positive"),
     ({"stepz": 3}, "stepz"),

@@ -89,3 +89,46 @@ def test_pages_render_in_chromium(built_book, tmp_path):
     assert "Traceback" not in page and "output_error" not in page and "stderr" not in page
     assert "Profile" in page and "smoke" in page, "the page names the profile its numbers come from"
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def _printed(root: Path) -> dict[str, str]:
+    """Every executed chapter's computed Markdown output, as one text per notebook."""
+    out = {}
+    for name in NOTEBOOKS:
+        nb = nbformat.read(root / "book" / "experiments" / f"{name}.ipynb", as_version=4)
+        out[name] = " ".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells
+                             if c.cell_type == "code" for o in c.get("outputs", []))
+    return out
+
+
+def test_each_named_quantity_has_one_value_across_pages(smoke_run):
+    """A claim's estimate and interval, and a task's accuracy with its interval, are printed by the same
+    tested functions on every page that shows them: one value each, equal to results/<profile>/claims.csv."""
+    import re
+
+    import pandas as pd
+
+    root, _ = smoke_run
+    printed = _printed(root)
+    table = pd.read_csv(root / "results" / "smoke" / "claims.csv").set_index("claim_id")
+    claim = re.compile(r"\*\*((?:RN|SN)\d[ab]?), [^*]*?: [^*]*?\.\*\* Estimate (-?\d+\.\d+) \(95 % interval "
+                       r"(-?\d+\.\d+) to (-?\d+\.\d+)\)")
+    seen_claims: dict[str, set] = {}
+    for name, text in printed.items():
+        for cid, est, lo, hi in claim.findall(text):
+            seen_claims.setdefault(cid, set()).add((est, lo, hi))
+    for cid, values in seen_claims.items():
+        r = table.loc[cid]
+        assert values == {(f"{r.estimate:.3f}", f"{r.lo:.3f}", f"{r.hi:.3f}")}, (cid, values)
+    status = re.compile(r"(\w+) (\d+\.\d)% \[(\d+\.\d)%, (\d+\.\d)%\] vs majority (\d+\.\d)%")
+    seen_status: dict[str, set] = {}
+    for name, text in printed.items():
+        for task, *values in status.findall(text):
+            seen_status.setdefault(task, set()).add(tuple(values))
+    assert seen_status, "the status sentence is printed somewhere"
+    assert all(len(v) == 1 for v in seen_status.values()), seen_status
+
+
+def test_the_claims_page_shows_an_html_table(built_book):
+    html = (built_book / "book" / "experiments" / "claims.html").read_text()
+    assert "| claim |" not in html and "<table" in html and "after Holm" in html

@@ -16,7 +16,7 @@ from lib.tiny import build_tiny_backbone  # noqa: E402
 from lib.weight_tuning import (DEFAULT_LR, METHODS, WeightTuneConfig, evaluate_tuned, load_tuned,  # noqa: E402
                                slot_prompt, tune_weights)
 
-LR = {"bitfit": 1e-2, "lora": 1e-2, "full": 1e-3}  # rates that learn the synthetic task on the tiny networks
+LR = {"bitfit": 1e-2, "adapter": 1e-2, "lora": 1e-2, "full": 1e-3}  # rates that learn the synthetic task on the tiny networks
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,9 @@ def cfg_for(method, **kw):
 
 
 def original_name(name):
-    """The input model's name of a parameter of the tuned copy (LoRA wraps q/v as `base_layer`)."""
-    return name.replace(".base_layer.", ".")
+    """The input model's name of a parameter of the tuned copy (LoRA wraps q/v as `base_layer`, the
+    bottleneck adapters wrap the output projections as `inner`)."""
+    return name.replace(".base_layer.", ".").replace(".inner.", ".")
 
 
 def params_of(backbone):
@@ -68,8 +69,9 @@ def test_each_method_changes_only_its_parameters(tiny_paths, splits, fam, method
     assert not any(p.requires_grad for p in res.backbone.model.parameters()), "a tuned backbone is frozen"
     assert not any(m.training for m in res.backbone.model.modules()), "kept in eval mode (no dropout)"
     after = params_of(res.backbone)
-    assert {original_name(n) for n in after if "lora_" not in n} == set(before)
-    changed = {n for n, p in after.items() if "lora_" not in n and not torch.equal(p, before[original_name(n)])}
+    added = lambda n: "lora_" in n or ".adapter." in n  # noqa: E731
+    assert {original_name(n) for n in after if not added(n)} == set(before)
+    changed = {n for n, p in after.items() if not added(n) and not torch.equal(p, before[original_name(n)])}
     biases = {n for n in before if n.endswith(".bias")}
     ffn = {n for n in before if ".intermediate.dense.weight" in n}
     assert res.total_parameters == sum(p.numel() for p in res.backbone.model.parameters())
@@ -85,6 +87,13 @@ def test_each_method_changes_only_its_parameters(tiny_paths, splits, fam, method
         qv = [m for n, m in b.model.named_modules() if n.endswith((".query", ".value"))]
         assert res.trainable_parameters == sum(8 * (m.in_features + m.out_features) for m in qv)
         assert res.trainable_parameters == sum(p.numel() for p in lora.values())
+    elif method == "adapter":
+        norms = {n for n in before if "LayerNorm" in n and not n.startswith(("lm_head.", "cls."))}
+        assert changed and changed <= norms, "adapter tuning moves the LayerNorms and nothing else of the original"
+        ups = {n: p for n, p in after.items() if n.endswith("adapter.up.weight")}
+        assert ups and any(float(p.abs().sum()) > 0 for p in ups.values()), "W_up moved from zero"
+        assert res.trainable_parameters == sum(p.numel() for n, p in after.items() if ".adapter." in n) + \
+            sum(before[n].numel() for n in norms)
     else:
         assert ffn <= changed, "full tuning moves the FFN weights"
         assert res.trainable_parameters == res.total_parameters == sum(p.numel() for p in before.values())
@@ -178,7 +187,8 @@ def test_load_tuned_reproduces_the_tuned_logits(tiny_paths, splits, tmp_path, fa
 
 def test_bad_configs_give_one_clear_line(tiny_paths, splits, tmp_path):
     cases = [
-        (dict(method="adapter", lr=1e-3), r"unknown weight-tuning method 'adapter'; valid: bitfit, full, lora"),
+        (dict(method="houlsby", lr=1e-3), r"unknown weight-tuning method 'houlsby'; valid: adapter, bitfit, full, lora"),
+        (dict(method="adapter", lr=1e-3, adapter_reduction=0), r"adapter_reduction must be at least 1, got 0"),
         (dict(method="lora", lr=0.0), r"lr must be positive, got 0\.0"),
         (dict(method="lora", lr=1e-3, lora_rank=0), r"lora_rank must be at least 1, got 0"),
         (dict(method="full", lr=1e-3, batch_size=0), r"batch_size must be at least 1"),
