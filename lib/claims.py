@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ("claim_id", "claim", "paper", "backbone", "profile", "tasks", "estimate", "lo", "hi", "n_seeds",
            "lo_examples", "hi_examples", "null", "p", "published", "published_value", "published_source", "verdict",
-           "reason", "p_holm", "verdict_holm", "reason_holm")
+           "reason", "tasks_supported", "per_task", "p_holm", "verdict_holm", "reason_holm")
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,19 @@ class Estimate:
 
     interval: Interval
     examples_only: Interval
+    per_task: tuple[tuple[str, Interval], ...] = ()  # the same statistic on each task alone
 
 
-def estimate(columns: dict, statistic, *, null: float = 0.0, groups: dict | None = None, **boot) -> Estimate:
-    """Both intervals of one statistic (`lib.intervals.bootstrap_interval`), drawn with the same seed."""
+def estimate(columns: dict, statistic, *, null: float = 0.0, groups: dict | None = None,
+             per_task: dict | None = None, **boot) -> Estimate:
+    """Both intervals of one pooled statistic (`lib.intervals.bootstrap_interval`), drawn with the same seed,
+    and, for `per_task` (task -> the statistic restricted to that task), each task's interval over prompts
+    and examples: a pooled verdict is shown with the tasks it holds on."""
     boot = {k: v for k, v in boot.items() if k != "unit"}
+    tasks = tuple((t, bootstrap_interval(columns, stat, groups=groups, null=null, **boot))
+                  for t, stat in (per_task or {}).items())
     return Estimate(bootstrap_interval(columns, statistic, groups=groups, null=null, **boot),
-                    bootstrap_interval(columns, statistic, groups=groups, unit="examples", **boot))
+                    bootstrap_interval(columns, statistic, groups=groups, unit="examples", **boot), tasks)
 
 
 def evaluated(exp: Experiment, task: str, split: str = "test", source: str | None = None) -> Evaluated:
@@ -136,8 +142,13 @@ def transfer_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot) -> 
         columns[f"{a}->{b}"] = evaluated(exp, b, source=a).correct
         groups[f"{a}->{b}"] = b  # pairs with the same target share its test examples
     w, x = [f"{a}->{b}" for a, b in within], [f"{a}->{b}" for a, b in across]
-    est = estimate(columns, lambda acc: sum(acc[k] for k in w) / len(w) - sum(acc[k] for k in x) / len(x),
-                   groups=groups, **boot)
+    def gap(src: str | None):
+        ww = [f"{a}->{b}" for a, b in within if src in (None, a)]
+        xx = [f"{a}->{b}" for a, b in across if src in (None, a)]
+        return lambda acc: sum(acc[k] for k in ww) / len(ww) - sum(acc[k] for k in xx) / len(xx)
+
+    sources = [t for t in learned if any(a == t for a, _ in within) and any(a == t for a, _ in across)]
+    est = estimate(columns, gap(None), groups=groups, per_task={t: gap(t) for t in sources}, **boot)
     return est, "", ", ".join(learned)
 
 
@@ -155,8 +166,10 @@ def adversarial_claims(exp: Experiment, statuses: dict[str, TaskStatus], **boot)
     clean = lambda acc: sum(acc[f"clean:{t}"] for t in tasks) / len(tasks)  # noqa: E731
     adv = lambda acc: sum(acc[f"adv:{t}"] for t in tasks) / len(tasks)  # noqa: E731
     names = ", ".join(tasks)
-    return ((estimate(columns, lambda acc: adv(acc) - clean(acc), **boot), "", names),
-            (estimate(columns, adv, null=0.5, **boot), "", names))
+    drop_t = {t: (lambda acc, t=t: acc[f"adv:{t}"] - acc[f"clean:{t}"]) for t in tasks}
+    level_t = {t: (lambda acc, t=t: acc[f"adv:{t}"]) for t in tasks}
+    return ((estimate(columns, lambda acc: adv(acc) - clean(acc), per_task=drop_t, **boot), "", names),
+            (estimate(columns, adv, null=0.5, per_task=level_t, **boot), "", names))
 
 
 # --- claim 3: skill neurons exist (held out) ------------------------------------------------------------
@@ -225,7 +238,8 @@ def skill_neuron_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot)
                                             for s in exp.profile.seeds])
         groups[f"tuned:{t}"] = groups[f"untuned:{t}"] = t  # same test examples: paired
     est = estimate(columns, lambda acc: sum(acc[f"tuned:{t}"] - acc[f"untuned:{t}"] for t in tasks) / len(tasks),
-                   groups=groups, **boot)
+                   groups=groups, per_task={t: (lambda acc, t=t: acc[f"tuned:{t}"] - acc[f"untuned:{t}"]) for t in tasks},
+                   **boot)
     return est, "", ", ".join(tasks)
 
 
@@ -259,7 +273,8 @@ def suppression_claim(exp: Experiment, statuses: dict[str, TaskStatus], **boot):
         columns[f"skill:{t}"], columns[f"random:{t}"] = np.stack(s_rows), np.stack(r_rows)
         groups[f"skill:{t}"] = groups[f"random:{t}"] = t  # same test examples: paired
     est = estimate(columns, lambda acc: sum(acc[f"random:{t}"] - acc[f"skill:{t}"] for t in tasks) / len(tasks),
-                   groups=groups, **boot)
+                   groups=groups, per_task={t: (lambda acc, t=t: acc[f"random:{t}"] - acc[f"skill:{t}"]) for t in tasks},
+                   **boot)
     return est, "", ", ".join(tasks)
 
 
@@ -291,6 +306,8 @@ def claim_sentence(table: pd.DataFrame, claim_id: str) -> str:
     text = describe(f"{claim_id}, {r.claim}", iv, Verdict(r.verdict, r.reason)) + where
     if iv is not None:
         text += f" Over examples only (prompts held fixed): [{r.lo_examples:.3f}, {r.hi_examples:.3f}]."
+    if isinstance(r.get("per_task"), str) and r.per_task:
+        text += f" Per task: {r.per_task} (the claim holds on {r.tasks_supported} tasks on its own)."
     holm = r.get("verdict_holm")
     if isinstance(holm, str) and holm:
         text += f" After Holm's correction over the claims table: {holm}."
@@ -404,6 +421,19 @@ def _measure(exp: Experiment, statuses: dict[str, TaskStatus], cid: str, cache: 
     raise KeyError(f"unknown claim {cid!r}; claims: {', '.join(CLAIM_IDS)}")
 
 
+def per_task_outcomes(est: Estimate | None, spec: ClaimSpec) -> dict[str, str]:
+    """`tasks_supported` ("k of n": tasks whose own interval supports the claim) and `per_task` (each task's
+    estimate, interval and verdict, in the pooled verdict's terms), so no pooled verdict hides its tasks."""
+    if est is None or not est.per_task:
+        return {"tasks_supported": "", "per_task": ""}
+    parts, held = [], 0
+    for task, iv in est.per_task:
+        label = verdict(iv, direction=spec.direction, null=spec.null).label
+        held += label == "supported"
+        parts.append(f"{task} {iv.estimate:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}] {label}")
+    return {"tasks_supported": f"{held} of {len(est.per_task)}", "per_task": "; ".join(parts)}
+
+
 def claims_table(exp: Experiment, statuses: dict[str, TaskStatus] | None = None,
                  only: Sequence[str] | None = None, **boot) -> pd.DataFrame:
     """One row per claim (all of `CLAIM_IDS`, or `only` those): estimate, both intervals, the p-value of the
@@ -428,7 +458,7 @@ def claims_table(exp: Experiment, statuses: dict[str, TaskStatus] | None = None,
                      "null": spec.null if est is not None else None, "p": None if iv is None else iv.p,
                      "published": published.text, "published_value": published.value,
                      "published_source": published.source, "verdict": v.label, "reason": v.reason,
-                     "p_holm": None, "verdict_holm": "", "reason_holm": ""})
+                     **per_task_outcomes(est, spec), "p_holm": None, "verdict_holm": "", "reason_holm": ""})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -446,6 +476,8 @@ def claims_frame(table: pd.DataFrame) -> pd.DataFrame:
                    f"examples only [{f(r.lo_examples)}, {f(r.hi_examples)}]")
         source = f" ({r.published_source})" if isinstance(r.published_source, str) and r.published_source else ""
         holm = r.verdict_holm if isinstance(r.verdict_holm, str) and r.verdict_holm else "—"
+        if isinstance(r.per_task, str) and r.per_task:
+            est += f"; per task: {r.per_task} (holds on {r.tasks_supported})"
         rows.append({"claim": f"{r.claim_id}: {r.claim}", "our estimate [95 % interval]": est,
                      "published": f"{r.published}{source}", "verdict": f"{r.verdict}: {r.reason}",
                      "after Holm": holm})
@@ -485,5 +517,5 @@ def write_claims(table: pd.DataFrame, folder: str | Path) -> tuple[Path, Path]:
 
 __all__ = ["Evaluated", "evaluated", "task_statuses", "status_table", "learned_tasks", "type_pairs",
            "published_transfer_gap", "held_out_neuron", "claims_table", "claims_markdown", "claims_frame",
-           "with_holm", "Estimate", "estimate", "ClaimSpec", "CLAIMS_NOTE", "untuned_prompt", "best_neuron",
+           "with_holm", "Estimate", "estimate", "ClaimSpec", "per_task_outcomes", "CLAIMS_NOTE", "untuned_prompt", "best_neuron",
            "write_claims", "CLAIM_IDS", "status_sentence", "claim_sentence", "statuses_cached", "claims_cached", "evidence_version", "COLUMNS"]

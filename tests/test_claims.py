@@ -82,6 +82,18 @@ def test_suppression_selects_on_dev_and_averages_many_random_draws(monkeypatch):
     assert exp.splits_read == [("select", "dev")] and missing == "" and tasks == "a"
     assert len(seen) == 5 * (1 + 8) and all(n == 6 for _, _, n in seen)  # 50 % of 6 neurons in each of 2 layers
     assert est.interval.estimate == pytest.approx(0.3) and est.interval.n_seeds == 5
+    assert [t for t, _ in est.per_task] == ["a"] and est.per_task[0][1].estimate == pytest.approx(0.3)
+    out = claims.per_task_outcomes(est, claims.ClaimSpec("x", "y"))
+    assert out["tasks_supported"] == "1 of 1" and out["per_task"].startswith("a +0.300 [")
+
+
+def test_per_task_outcomes_show_what_a_pooled_verdict_hides():
+    """Pooled over two tasks the gap is positive, but one task carries it and the other reverses."""
+    est = claims.Estimate(Interval(0.05, 0.01, 0.09), Interval(0.05, 0.03, 0.07),
+                          (("sst2", Interval(0.12, 0.08, 0.16)), ("imdb", Interval(-0.02, -0.04, -0.01))))
+    out = claims.per_task_outcomes(est, claims.ClaimSpec("x", "y"))
+    assert out["tasks_supported"] == "1 of 2"
+    assert out["per_task"] == "sst2 +0.120 [+0.080, +0.160] supported; imdb -0.020 [-0.040, -0.010] contradicted"
 
 
 def test_the_learned_gate_reads_dev_and_reports_test(monkeypatch):
@@ -117,10 +129,12 @@ def _table(extra=()):
             "published_source": "a paper, Table 1", "p_holm": np.nan, "verdict_holm": "", "reason_holm": ""}
     rows = [{**base, "claim_id": "RN1", "claim": "Within beats across", "tasks": "", "estimate": np.nan, "lo": np.nan,
              "hi": np.nan, "n_seeds": np.nan, "lo_examples": np.nan, "hi_examples": np.nan, "p": np.nan,
-             "published": "+0.197", "verdict": "untestable", "reason": "needs learned tasks in two types"},
+             "published": "+0.197", "verdict": "untestable", "reason": "needs learned tasks in two types",
+             "tasks_supported": "", "per_task": ""},
             {**base, "claim_id": "SN1", "claim": "Skill hurts more", "tasks": "sst2", "estimate": 0.08, "lo": 0.047,
              "hi": 0.111, "n_seeds": 5, "lo_examples": 0.061, "hi_examples": 0.099, "p": 0.001,
-             "published": "much larger", "verdict": "supported", "reason": "95 % interval [0.047, 0.111] lies entirely > 0"}]
+             "published": "much larger", "verdict": "supported", "reason": "95 % interval [0.047, 0.111] lies entirely > 0",
+             "tasks_supported": "1 of 2", "per_task": "sst2 +0.120 [+0.080, +0.160] supported; imdb ..."}]
     for cid, p, label in extra:
         rows.append({**rows[1], "claim_id": cid, "p": p, "verdict": label})
     return pd.DataFrame(rows, columns=list(claims.COLUMNS))
@@ -131,7 +145,7 @@ def test_sentences_state_the_computed_verdict():
     s = claims.claim_sentence(t, "SN1")
     assert "supported" in s and "0.047 to 0.111" in s and "sst2" in s and "profile `mini`" in s
     assert "5 prompts each" in s and "examples only (prompts held fixed): [0.061, 0.099]" in s
-    assert "(a paper, Table 1)" in s
+    assert "(a paper, Table 1)" in s and "holds on 1 of 2 tasks on its own" in s
     u = claims.claim_sentence(t, "RN1")
     assert "untestable here" in u and "two types" in u
     with pytest.raises(KeyError, match="RN9"):
