@@ -392,7 +392,24 @@ def _row_verdict(rows: pd.DataFrame, column: str, missing: str) -> tuple[Interva
         return None, verdict(None, missing=missing)
     r = row.iloc[0]
     iv = Interval(float(r[column]), float(r[f"{column}_lo"]), float(r[f"{column}_hi"]))
-    return iv, verdict(iv)
+    v = verdict(iv)
+    outcome = per_task_outcome(rows[rows.task != ALL], column)
+    return iv, Verdict(v.label, f"{v.reason}; {outcome}" if outcome else v.reason)
+
+
+def per_task_outcome(rows: pd.DataFrame, column: str) -> str:
+    """'per task: sst2 +0.120 [+0.080, +0.160] supported; ... (holds on k of n tasks)' from the per-task
+    rows' intervals of `column`: a pooled verdict never hides which tasks carry it and which reverse."""
+    rows = rows[rows[column].notna()] if column in rows else rows.iloc[:0]
+    if rows.empty:
+        return ""
+    parts, held = [], 0
+    for r in rows.itertuples():
+        iv = Interval(float(getattr(r, column)), float(getattr(r, f"{column}_lo")), float(getattr(r, f"{column}_hi")))
+        label = verdict(iv).label
+        held += label == "supported"
+        parts.append(f"{r.task} {iv.estimate:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}] {label}")
+    return f"per task: {'; '.join(parts)} (holds on {held} of {len(parts)} tasks)"
 
 
 def benchmark_speedups(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
@@ -409,4 +426,4 @@ def benchmark_speedups(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame] 
 
 __all__ = ["ApplicationsConfig", "APPLICATIONS", "get_applications", "applications_version", "learned",
            "pruning_table", "pruning_verdict", "model_tuning_table", "model_tuning_verdicts", "other_tuning_table",
-           "other_tuning_verdicts", "benchmark_speedups", "tuned", "ALL"]
+           "other_tuning_verdicts", "benchmark_speedups", "tuned", "ALL", "per_task_outcome"]

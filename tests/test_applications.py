@@ -77,6 +77,19 @@ def test_verdicts_read_the_all_learned_row():
     assert model_tuning_verdicts(mt)["full"][1].label == SUPPORTED
 
 
+def test_a_pooled_verdict_names_its_tasks():
+    """G(0.2) pooled over two tasks is supported, but only newsgroups carries it; imdb reverses."""
+    cfg = ApplicationsConfig()
+    prune = _table([
+        {"task": "newsgroups", "kept": 0.2, "gap_vs_random": 0.3, "gap_vs_random_lo": 0.2, "gap_vs_random_hi": 0.4},
+        {"task": "imdb", "kept": 0.2, "gap_vs_random": -0.03, "gap_vs_random_lo": -0.05, "gap_vs_random_hi": -0.01},
+        {"task": ALL, "kept": 0.2, "gap_vs_random": 0.13, "gap_vs_random_lo": 0.1, "gap_vs_random_hi": 0.16}])
+    _, v = pruning_verdict(prune, cfg)
+    assert v.label == SUPPORTED
+    assert v.reason.endswith("per task: newsgroups +0.300 [+0.200, +0.400] supported; imdb -0.030 [-0.050, -0.010] "
+                             "contradicted (holds on 1 of 2 tasks)")
+
+
 def test_pruning_table_on_the_smoke_profile(smoke):
     exp, cfg = smoke
     table = pruning_table(exp, cfg)
