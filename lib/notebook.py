@@ -231,6 +231,14 @@ def class_palette(labels: Sequence[str]) -> dict[str, Any]:
     return {label: colours[i] for i, label in enumerate(labels)}
 
 
+def mark_untestable(ax, task: str, learned: bool) -> None:
+    """Draw an untestable task's panel greyed and say so in its title, so it never reads as an equal."""
+    if learned:
+        return
+    ax.set_facecolor("0.93")
+    ax.set_title(f"{ax.get_title() or task} (untestable)", color="0.4")
+
+
 def reference_lines(ax, chance_level: float | None = 0.5, majority: float | None = None, *,
                     orient: str = "h", label: bool = True) -> None:
     """Dashed line at chance and dotted line at the majority baseline (horizontal by default)."""
