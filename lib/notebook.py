@@ -191,7 +191,7 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
         styler = styler.set_caption(html.escape(caption))
     styler = styler.set_table_attributes('class="dataframe compendium-table"').set_table_styles(
         [{"selector": "th", "props": "text-align: left; white-space: normal;"},
-         {"selector": "td", "props": "white-space: normal; overflow-wrap: anywhere;"}], overwrite=False)
+         {"selector": "td", "props": "white-space: normal; overflow-wrap: normal;"}], overwrite=False)
     return HTML(f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">{styler.to_html()}</div>')
 
 
