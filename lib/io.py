@@ -19,11 +19,10 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import torch
 
 from .errors import CheckpointError
 
@@ -140,11 +139,16 @@ def read_json(path: Path) -> Any:
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file  # here, not at import: the runner's CLI imports this module
+
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     _atomic(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -155,6 +159,8 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def write_torch(path: Path, obj: Any) -> None:
+    import torch
+
     _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
@@ -165,6 +171,8 @@ def read_torch(path: Path) -> Any:
     for safety; the message never suggests `weights_only=False`, which is the exploit. Any
     `UnpicklingError` of the weights-only loader counts, whatever torch's wording of the day.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")

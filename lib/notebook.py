@@ -7,16 +7,17 @@ papermill only logs "Passed unknown parameter" for `-p top_fraction 0.05`, injec
 anyway and exits 0 after running the committed configuration, a silently wrong result."""
 from __future__ import annotations
 
-import ast
 import contextlib
-import copy
 import dataclasses
+import hashlib
 import html
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from .errors import ConfigError
+from .parameters import INJECTED_MARK, parse_overrides  # noqa: F401 (parse_overrides: the notebooks import it from here)
+from .parameters import assignments as _assignments
 from .paths import REPO, from_repo
 from .profiles import Profile, get_profile
 
@@ -28,53 +29,6 @@ if TYPE_CHECKING:
 
 # Figures are written at this resolution (the book scales them to the page width).
 DPI = 150
-
-
-def parse_overrides(value: Mapping[str, Any] | str | None, name: str = "overrides") -> dict[str, Any]:
-    """A notebook parameter of overrides as a dict.
-
-    The runner passes dicts, but `papermill -p overrides '{"seeds": [0]}'` passes the JSON text as a
-    string, so both are accepted; anything else is one clear `ConfigError`.
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return {}
-    if isinstance(value, Mapping):
-        return copy.deepcopy(dict(value))
-    if not isinstance(value, str):
-        raise ConfigError(f"{name} must be a dict or a JSON object string, got {type(value).__name__}")
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name} must be a JSON object, e.g. {name}='{{\"seeds\": [0]}}' "
-                          f"({exc.msg} at character {exc.pos} of {value!r})") from None
-    if not isinstance(parsed, dict):
-        raise ConfigError(f"{name} must be a JSON object, e.g. {name}='{{\"seeds\": [0]}}', got {value!r}")
-    return parsed
-
-
-# papermill's Python translator starts the cell it injects with this comment (papermill.translators).
-INJECTED_MARK = "# Parameters\n"
-
-
-def _assignments(source: str) -> dict[str, str] | None:
-    """name -> value (source text) of a cell of plain assignments (a parameters cell); None for any other cell."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    out: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, ast.AnnAssign):
-            targets = [node.target]
-        else:
-            return None
-        if node.value is None or not all(isinstance(t, ast.Name) for t in targets):
-            return None
-        for target in targets:
-            out[target.id] = ast.get_source_segment(source, node.value) or "..."
-    return out
 
 
 def check_parameters(history: Sequence[str] | None = None) -> None:
@@ -185,6 +139,10 @@ def table(df: pd.DataFrame, columns: Mapping[str, str] | None = None, *, digits:
         elif pd.api.types.is_float_dtype(frame[col]):
             fmt[col] = f"{{:.{digits}f}}"
     styler = frame.style.format(fmt, na_rep="–").hide(axis="index")
+    # pandas names each table's CSS ids after a random uuid; a hash of what the table shows names it the
+    # same on every run, so re-executing a chapter whose numbers did not change leaves its notebook unchanged
+    shown = frame.to_csv(index=False) + json.dumps([columns, caption, fmt], default=str, sort_keys=True)
+    styler = styler.set_uuid(hashlib.sha256(shown.encode()).hexdigest()[:10])
     if columns:
         styler = styler.relabel_index([columns.get(c, c) for c in frame.columns], axis="columns")
     if caption:

@@ -30,17 +30,21 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+# Only light modules at import time (no torch, pandas or chapter code): `--help` and a bad argument answer
+# in about a second; tests/test_runner.py compares this module's import time with torch's.
 from .errors import ConfigError
 from .io import read_json, write_json, write_text
-from .notebook import parse_overrides
+from .parameters import merge_injected_parameters, parse_overrides
 from .paths import REPO, portable
-from .profiles import PROFILES, get_profile
 from .progress import ENV as PROGRESS_ENV
 
 TEMPLATES = REPO / "notebooks"
 BOOK_OUT = REPO / "book" / "experiments"
 RESULTS = REPO / "results"
 SCRATCH = REPO / "_build_runs"
+# The profiles' names, for the command line's checks before anything heavy is imported (a test keeps
+# them equal to lib.catalog's PROFILES).
+PROFILE_NAMES = ("smoke", "mini", "class", "paper", "paper_t5")
 BOOK_PROFILE = "mini"  # the profile whose executed chapters the book shows (book/experiments, results/)
 # The application chapters (pruning, other tuning methods, model tuning) come last: they read the prompts,
 # skill neurons and task statuses the chapters before them compute.
@@ -130,6 +134,8 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
     side in `jobs` one-thread worker processes (`lib.parallel_units`); the notebooks then load them.
     """
     import papermill as pm
+
+    from .profiles import get_profile
 
     overrides = parse_overrides(overrides)
     study_overrides = parse_overrides(study_overrides, "study_overrides")
@@ -401,24 +407,40 @@ def _scrubbed(path: Path) -> str:
 
 
 def _finish_notebook(path: Path, template: Path, target: Path) -> None:
-    """Hide papermill's injected-parameters cell from the book entirely (it holds one machine's values;
-    the template's parameters cell stays folded for readers) and make its recorded paths portable."""
+    """Make an executed notebook the one a reader can re-run: papermill's injected values folded into the
+    visible parameters cell (`lib.parameters.merge_injected_parameters`: the cell a reader edits is the
+    one that counts), recorded paths portable, and no timestamps, so that re-executing a chapter whose
+    outputs did not change rewrites the same bytes."""
     import nbformat
 
     if not path.is_file():
         return
     nb = nbformat.read(path, as_version=4)
+    merge_injected_parameters(nb)
     for cell in nb.cells:
-        tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags:
-            cell.metadata["tags"] = [t for t in tags if t != "hide-cell"] + ["remove-cell"] * ("remove-cell" not in tags)
+        cell.metadata.pop("execution", None)  # kernel timestamps
+        cell.metadata.pop("papermill", None)  # per-cell start/end times and durations (.runinfo has the total)
     meta = nb.metadata.get("papermill", {})
+    for volatile in ("start_time", "end_time", "duration", "exception"):
+        meta.pop(volatile, None)
     if "input_path" in meta:
         meta["input_path"] = _scrubbed(template)
     if "output_path" in meta:
         meta["output_path"] = _scrubbed(target)
     text = nbformat.writes(nb)
     write_text(path, text if text.endswith("\n") else text + "\n")
+
+
+def fold_parameters(folder: Path = BOOK_OUT) -> list[str]:
+    """Apply `_finish_notebook` to the executed notebooks already in `folder` (those executed before it
+    folded papermill's cell into the visible one); outputs are untouched. Returns the notebooks changed."""
+    changed = []
+    for target in sorted(Path(folder).glob("*.ipynb")):
+        before = target.read_bytes()
+        _finish_notebook(target, TEMPLATES / target.name, target)
+        if target.read_bytes() != before:
+            changed.append(target.stem)
+    return changed
 
 
 def _jsonable(value: Any) -> Any:
@@ -431,6 +453,7 @@ def _jsonable(value: Any) -> Any:
 
 def overridable_fields() -> list[tuple[str, str, str, dict[str, str]]]:
     """(parameter, field as written in the JSON, type, value per profile) of every setting a run can override."""
+    from .profiles import PROFILES
     from .transfer_study import STUDIES, get_study
 
     rows: list[tuple[str, str, str, dict[str, str]]] = []
@@ -509,10 +532,17 @@ def _parse_param(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--fields" in argv:  # reads every profile, study and application configuration: slow, so on request
+        print(overridable_fields_text())
+        return 0
     ap = argparse.ArgumentParser(prog="python -m lib.runner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=overridable_fields_text())
-    ap.add_argument("--profile", required=True, choices=sorted(PROFILES))
+                                 epilog="overridable settings and their value in each profile: python -m lib.runner "
+                                        "--fields (or the table in book/reproducibility.md)")
+    ap.add_argument("--profile", required=True, choices=sorted(PROFILE_NAMES))
+    ap.add_argument("--fields", action="store_true", help="list every overridable setting with its value per profile")
     ap.add_argument("--out", help="folder for the executed notebooks (default: book/experiments; with overrides "
                                   "_build_runs/<profile>-<hash>/experiments)")
     ap.add_argument("--results", help="folder for prompts, tables and scores (default: results; with overrides "

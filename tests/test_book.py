@@ -23,8 +23,9 @@ def test_every_notebook_executes(smoke_run):
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert not [o for o in outputs if o.get("output_type") == "error"], name
         assert not [o for o in outputs if o.get("name") == "stderr"], f"{name} wrote to stderr"
-        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and "profile = \"smoke\"" in injected[0].source
+        assert not [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1 and 'profile = "smoke"' in params[0].source, "the visible cell shows what ran"
     figures = sum(any("image/png" in o.get("data", {}) for c in nbformat.read(
         root / "book" / "experiments" / f"{n}.ipynb", as_version=4).cells for o in c.get("outputs", []))
         for n in NOTEBOOKS)

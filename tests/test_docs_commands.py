@@ -66,9 +66,11 @@ COMMANDS: dict[str, str] = {
     ("make run PROFILE=mini ONLY=pruning APPS='{\"kept_fractions\": [0.5, 0.3], \"verdict_fraction\": 0.3}'"):
         PRUNING_APPS,
     "python -m lib.runner --help": "python -m lib.runner --help",
-    ("papermill notebooks/transfer.ipynb out.ipynb -p profile mini -p results_dir _build_runs/papermill/results "
+    "python -m lib.runner --fields": "python -m lib.runner --fields",
+    "make lab": "tests/test_docs_commands.py::test_make_lab_installs_jupyterlab_once_and_opens_the_chapters",
+    ("papermill notebooks/transfer.ipynb _build_runs/papermill/out.ipynb -p profile mini -p results_dir _build_runs/papermill/results "
      "-p overrides '{\"tasks\": [\"sst2\", \"imdb\"]}'"): PAPERMILL_TRANSFER,
-    ("papermill notebooks/panda.ipynb out.ipynb -p profile mini -p results_dir _build_runs/papermill/results "
+    ("papermill notebooks/panda.ipynb _build_runs/papermill/out.ipynb -p profile mini -p results_dir _build_runs/papermill/results "
      "-p study_overrides '{\"beta_mode\": \"fixed\", \"beta\": 0.5}'"): PAPERMILL_PANDA,
 }
 EXECUTED = sorted({v for v in COMMANDS.values() if COMMAND.match(v)})
@@ -88,6 +90,13 @@ def documented_commands() -> dict[str, str]:
                 if COMMAND.match(cmd.strip()):
                     found.setdefault(cmd.strip(), doc)
     return found
+
+
+def test_make_lab_installs_jupyterlab_once_and_opens_the_chapters():
+    """Not launched here (it starts a server); what make would run is checked."""
+    plan = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "test -x .venv/bin/jupyter-lab || .venv/bin/python -m pip install" in plan and "jupyterlab>=4.2,<5" in plan
+    assert ".venv/bin/jupyter-lab --notebook-dir=book/experiments" in plan
 
 
 def test_every_documented_command_is_known():

@@ -56,17 +56,21 @@ def test_no_absolute_paths_in_executed_notebooks():
                            f"with `make run`): {json.dumps(offenders, indent=1)}")
 
 
-def test_executed_notebooks_show_no_injected_parameters():
-    shown = []
+def test_executed_notebooks_show_the_parameters_that_ran_in_their_visible_cell():
+    """No hidden injected cell that would re-assign a reader's edit; the folded parameters cell names the
+    profile the chapter ran with (its .runinfo record)."""
+    wrong = []
     for name in NOTEBOOKS:
         nb = nbformat.read(REPO / "book" / "experiments" / f"{name}.ipynb", as_version=4)
-        for cell in nb.cells:
-            tags = cell.metadata.get("tags", [])
-            if "injected-parameters" in tags and "remove-cell" not in tags:
-                shown.append(name)
-            if "parameters" in tags and "hide-cell" not in tags:
-                shown.append(f"{name} (template parameters not folded)")
-    assert not shown, f"re-execute with `make run`: {shown}"
+        ran = json.loads((REPO / "book" / "experiments" / ".runinfo" / f"{name}.json").read_text())["profile"]
+        if [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]:
+            wrong.append(f"{name} (a hidden injected-parameters cell)")
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        if len(params) != 1 or f'profile = "{ran}"' not in params[0].source:
+            wrong.append(f"{name} (its parameters cell does not show profile {ran!r})")
+        elif "hide-cell" not in params[0].metadata.get("tags", []):
+            wrong.append(f"{name} (parameters cell not folded)")
+    assert not wrong, f"re-execute with `make run` (or fold with lib.runner.fold_parameters): {wrong}"
 
 
 # --- templates ---------------------------------------------------------------------------------

@@ -137,12 +137,13 @@ def test_a_run_with_overrides_leaves_the_book_alone(trivial_run, capfd):
     err = capfd.readouterr().err
     assert "panda: running" in err and "panda: " in err and "step one of two" in err
 
-    # the executed notebook: injected parameters removed from the book, paths portable
-    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and "remove-cell" in injected[0].metadata.tags and "hide-cell" not in injected[0].metadata.tags
-    assert f'results_dir = "{runner.portable(results)}"' in injected[0].source
+    # the executed notebook: papermill's values folded into the visible parameters cell, no hidden cell
+    # that would re-assign them, paths portable
+    assert not [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     template_params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert "hide-cell" in template_params[0].metadata.tags
+    assert len(template_params) == 1 and "hide-cell" in template_params[0].metadata.tags
+    assert f'results_dir = "{runner.portable(results)}"' in template_params[0].source
+    assert 'overrides = {"seeds": [0]}' in template_params[0].source.replace("'", '"')
     meta = nb.metadata.papermill
     assert meta.input_path == "panda.ipynb" and meta.output_path == "panda.ipynb"
 
@@ -220,16 +221,19 @@ def test_the_cli_prints_where_everything_went(trivial_run, capsys, monkeypatch):
 
 
 # --- --help and the reproducibility page ---------------------------------------------------------
-def test_help_lists_every_overridable_field():
+def test_fields_lists_every_overridable_field_and_help_says_where():
     proc = subprocess.run([sys.executable, "-m", "lib.runner", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "--study JSON" in proc.stdout and "--publish" in proc.stdout and "--apps JSON" in proc.stdout
+    assert "python -m lib.runner --fields" in proc.stdout and "book/reproducibility.md" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "lib.runner", "--fields"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     fields = runner.overridable_fields()
     names = {f for _, f, _, _ in fields}
     assert {"seeds", "tune.max_steps", "tune.lr", "data.data_root", "beta", "projector_target"} <= names
     for param, field, typ, values in fields:
         assert f"    {field} ({typ}): " in proc.stdout, field
-    assert "study_overrides:" in proc.stdout and "--study JSON" in proc.stdout and "--publish" in proc.stdout
-    assert "app_overrides:" in proc.stdout and "--apps JSON" in proc.stdout and "kept_fractions" in names
+    assert "study_overrides:" in proc.stdout and "app_overrides:" in proc.stdout and "kept_fractions" in names
 
 
 def test_the_reproducibility_page_lists_the_same_fields():
@@ -237,6 +241,69 @@ def test_the_reproducibility_page_lists_the_same_fields():
     block = f"{runner.FIELDS_START}\n{runner.overridable_fields_markdown()}{runner.FIELDS_END}"
     assert block in page, ("book/reproducibility.md's field table is out of date; regenerate it with "
                            "python -c 'import lib.runner as r; r.write_fields_page()'")
+
+
+def test_the_command_line_answers_without_importing_torch():
+    """`--help` and argument errors must not wait for torch, pandas and the chapters (they once took 22-28 s):
+    importing the runner is measured against importing torch, side by side, in fresh interpreters."""
+    code = ("import sys, time; t = time.perf_counter(); import {mod}; "
+            "print(time.perf_counter() - t, ' '.join(m for m in ('torch', 'pandas', 'scipy', 'lib.profiles') "
+            "if m in sys.modules))")
+
+    def imported(mod: str) -> tuple[float, str]:
+        out = subprocess.run([sys.executable, "-c", code.format(mod=mod)], capture_output=True, text=True, cwd=REPO,
+                             check=True).stdout.split(maxsplit=1)
+        return float(out[0]), (out[1].strip() if len(out) > 1 else "")
+
+    runner_s, heavy = imported("lib.runner")
+    torch_s, _ = imported("torch")
+    assert heavy == "", f"importing lib.runner pulled in {heavy}"
+    assert runner_s < 0.25 * torch_s, (runner_s, torch_s)
+    proc = subprocess.run([sys.executable, "-m", "lib.runner", "--profile", "nope"], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 2 and "invalid choice: 'nope'" in proc.stderr
+
+
+def test_the_command_lines_profile_names_are_the_catalogs():
+    from lib.profiles import PROFILES
+
+    assert sorted(runner.PROFILE_NAMES) == sorted(PROFILES)
+
+
+def test_the_visible_parameters_cell_is_the_one_that_counts(tmp_path):
+    """A reader edits the parameters cell of an executed notebook and runs it where it lies (Run all):
+    the banner shows the edited values, not the ones papermill injected when the book was built."""
+    from nbclient import NotebookClient
+
+    body = ("from lib.notebook import setup\n"
+            "prof, exp = setup(profile, results_dir, overrides)\n"
+            "print('seeds', list(prof.seeds))")
+    templates = _template(tmp_path / "templates", body=body)
+    out = tmp_path / "out"
+    runner.run_profile("smoke", out, results_dir=tmp_path / "results", only=["panda"], templates=templates,
+                       progress=False)
+    nb = nbformat.read(out / "panda.ipynb", as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert 'profile = "smoke"' in params.source and "seeds [0, 1]" in nb.cells[-1].outputs[-1]["text"]
+    params.source = params.source.replace("overrides = {}", 'overrides = {"seeds": [1]}', 1)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out)}}).execute()
+    banner = "".join(o.get("data", {}).get("text/markdown", "") for o in nb.cells[-1].outputs)
+    assert "seeds: 1;" in banner and "Profile `smoke`" in banner, banner
+    assert "seeds [1]" in nb.cells[-1].outputs[-1]["text"]
+
+
+def test_re_executing_an_unchanged_chapter_rewrites_the_same_bytes(tmp_path):
+    """No timestamps, no random ids: a chapter re-run whose outputs did not change leaves git status clean."""
+    body = ("import pandas as pd\nfrom lib.notebook import table\n"
+            "table(pd.DataFrame({'a': [0.1234, 0.5]}), caption='two numbers')")
+    templates = _template(tmp_path / "templates", body=body)
+    out = tmp_path / "out"
+    kwargs = dict(results_dir=tmp_path / "results", only=["panda"], templates=templates, progress=False)
+    runner.run_profile("smoke", out, **kwargs)
+    first = (out / "panda.ipynb").read_bytes()
+    runner.run_profile("smoke", out, force=True, **kwargs)
+    assert (out / "panda.ipynb").read_bytes() == first
+    assert b"T_" in first, "the table's CSS ids are there, named after its content"
 
 
 # --- progress --------------------------------------------------------------------------------------
