@@ -110,5 +110,6 @@ bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python roofline.py
 	cd benchmarks && ../$(BIN)/python paper_cost.py
 	cd benchmarks && ../$(BIN)/python pruning.py
+	cd benchmarks && ../$(BIN)/python tuning_methods.py
 	cd benchmarks && ../$(BIN)/python mini_speed.py
 	$(BIN)/python -m papermill notebooks/performance.ipynb book/performance.ipynb --cwd . -k python3

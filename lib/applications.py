@@ -23,6 +23,7 @@ did not invalidate the other chapters' results.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -57,6 +58,10 @@ class ApplicationsConfig:
     kept_fractions: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05)  # share rho of each layer's neurons kept
     verdict_fraction: float = 0.2  # the rho whose gap G(rho) is the pruning verdict, fixed in advance
     pruning_draws: int = 2  # random selections per rho
+    # prune, then re-tune: at rho* the prompt is tuned again on each pruned network (top, and the first random
+    # draw) for this many steps from the frozen prompt, as Skeleton tunes its prompt on the localized network;
+    # 0 = the frozen-prompt arm only
+    retune_steps: int = 50
     methods: tuple[str, ...] = ("bitfit", "adapter", "lora", "full")  # adapter: Houlsby bottleneck (lib.adapters)
     weight_seeds: tuple[int, ...] = (0, 1, 2)  # runs are random draws too: intervals need several
     # the weight-tuning budget: None = the profile's prompt-tuning steps, batch size and evaluation
@@ -84,6 +89,8 @@ class ApplicationsConfig:
                 raise unknown("weight-tuning method", m, METHODS)
         if not self.weight_seeds or any(s < 0 for s in self.weight_seeds):
             raise ConfigError(f"weight_seeds must be non-negative seeds, at least one; got {list(self.weight_seeds)}")
+        if self.retune_steps < 0:
+            raise ConfigError(f"retune_steps must be 0 (no re-tuning) or more, got {self.retune_steps}")
         for name in ("pruning_draws", "steps", "eval_every", "batch_size", "suppression_draws"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -99,17 +106,17 @@ class ApplicationsConfig:
         return {"bitfit": self.lr_bitfit, "adapter": self.lr_adapter, "lora": self.lr_lora, "full": self.lr_full}[method]
 
 
-_TINY = dict(kept_fractions=(0.5, 0.2), verdict_fraction=0.2, pruning_draws=1, steps=60, eval_every=20,
+_TINY = dict(kept_fractions=(0.5, 0.2), verdict_fraction=0.2, pruning_draws=1, retune_steps=10, steps=60, eval_every=20,
              batch_size=16, lr_bitfit=1e-2, lr_adapter=1e-2, lr_lora=1e-2, lr_full=1e-3, suppression_fraction=0.1,
              suppression_draws=1, n_boot=500, weight_seeds=(0,))
 APPLICATIONS: Mapping[str, ApplicationsConfig] = {
     "smoke": ApplicationsConfig(**_TINY),
-    "class": ApplicationsConfig(kept_fractions=(0.5, 0.2, 0.1), verdict_fraction=0.2, pruning_draws=1,
+    "class": ApplicationsConfig(kept_fractions=(0.5, 0.2, 0.1), verdict_fraction=0.2, pruning_draws=1, retune_steps=20,
                                 methods=("bitfit", "full"), suppression_draws=1, weight_seeds=(0,)),
     "mini": ApplicationsConfig(),
-    "paper": ApplicationsConfig(steps=30000, eval_every=1000, lr_bitfit=1e-3, lr_adapter=1e-4, lr_lora=5e-4, lr_full=2e-5,
+    "paper": ApplicationsConfig(retune_steps=1000, steps=30000, eval_every=1000, lr_bitfit=1e-3, lr_adapter=1e-4, lr_lora=5e-4, lr_full=2e-5,
                                 weight_seeds=(0, 1, 2), suppression_fraction=0.01, suppression_draws=5),
-    "paper_t5": ApplicationsConfig(methods=("adapter", "lora", "full"), steps=30000, eval_every=1000, lr_adapter=1e-4,
+    "paper_t5": ApplicationsConfig(retune_steps=1000, methods=("adapter", "lora", "full"), steps=30000, eval_every=1000, lr_adapter=1e-4,
                                    lr_lora=5e-4,
                                    lr_full=1e-4, weight_seeds=(0, 1, 2), suppression_fraction=0.01,
                                    suppression_draws=5),
@@ -194,7 +201,8 @@ def _correct(backbone: Backbone, prompt: torch.Tensor, exp: Experiment, task: st
 
 def _paired(columns: dict[str, np.ndarray], statistic: Callable, cfg: ApplicationsConfig) -> Interval:
     """Bootstrap interval of a statistic of columns measured on the same test examples (one group)."""
-    return bootstrap_interval(columns, statistic, groups={k: "test" for k in columns}, n_boot=cfg.n_boot)
+    return bootstrap_interval(columns, statistic, groups={k: "test" for k in columns}, n_boot=cfg.n_boot,
+                              bounds=(-1.0, 1.0))
 
 
 def _across_tasks(per_task: dict[str, dict[str, np.ndarray]], a: str, b: str, cfg: ApplicationsConfig) -> Interval:
@@ -206,7 +214,7 @@ def _across_tasks(per_task: dict[str, dict[str, np.ndarray]], a: str, b: str, cf
             groups[f"{name}:{t}"] = t
     tasks = list(per_task)
     return bootstrap_interval(columns, lambda acc: sum(acc[f"{a}:{t}"] - acc[f"{b}:{t}"] for t in tasks) / len(tasks),
-                              groups=groups, n_boot=cfg.n_boot)
+                              groups=groups, n_boot=cfg.n_boot, bounds=(-1.0, 1.0))
 
 
 def _interval_columns(prefix: str, iv: Interval) -> dict[str, float]:
@@ -214,8 +222,33 @@ def _interval_columns(prefix: str, iv: Interval) -> dict[str, float]:
 
 
 # --- pruning ---------------------------------------------------------------------------------------------
+RETUNED = {"top": "top_retuned", "random": "random_retuned"}
+
+
+def retuned_prompt(exp: Experiment, cfg: ApplicationsConfig, task: str, seed: int, kind: str, rho: float,
+                   keep: torch.Tensor, pruned: Backbone) -> torch.Tensor:
+    """The prompt of (task, seed) tuned again for `cfg.retune_steps` on the network pruned to `keep`, starting
+    from the frozen prompt, with the task's recipe otherwise (best on dev; resumable):
+    results/<profile>/main/pruning_retune/<task>/seed<s>/<kind><rho>/<key>. The key adds the kept neurons
+    (a digest of the mask) to the usual prompt signature, since the pruned network keeps the backbone's name."""
+    from .tuning import run_signature, tune_prompt
+
+    sp = exp.splits(task)
+    tune = exp.profile.tune_for(task)
+    rcfg = replace(tune, seed=seed, init="source", max_steps=cfg.retune_steps,
+                   eval_every=min(tune.eval_every, cfg.retune_steps), patience=None)
+    source = exp.prompt(task, seed)
+    signature = run_signature(rcfg, exp.backbone, exp.task(task), sp["train"], sp["dev"], source_prompt=source)
+    signature["pruned"] = {"kind": kind, "kept": rho, "mask": hashlib.sha256(
+        keep.to(torch.uint8).cpu().numpy().tobytes()).hexdigest()[:16]}
+    out = exp.store.run_dir(Path("pruning_retune") / task / f"seed{seed}" / f"{kind}{rho:g}", signature)
+    return tune_prompt(pruned, exp.task(task), sp["train"], sp["dev"], rcfg, out, source_prompt=source,
+                       progress=exp.progress).prompt
+
+
 def pruning_rows(exp: Experiment, cfg: ApplicationsConfig, task: str) -> tuple[list[dict], dict[float, dict]]:
-    """Rows of one task (full model; top and random at each kept share) and its correctness columns."""
+    """Rows of one task (full model; top and random at each kept share; at rho* with `retune_steps`, the same
+    two networks with their prompt re-tuned) and its correctness columns."""
     seeds = exp.profile.seeds
     full = np.stack([_correct(exp.backbone, exp.prompt(task, s), exp, task) for s in seeds])
     params_full = count_parameters(exp.backbone)
@@ -225,25 +258,37 @@ def pruning_rows(exp: Experiment, cfg: ApplicationsConfig, task: str) -> tuple[l
              **_interval_columns("accuracy", acc)}]
     columns: dict[float, dict] = {}
     for rho in cfg.kept_fractions:
-        top, rnd = [], []
+        retune = cfg.retune_steps > 0 and rho == cfg.verdict_fraction
+        top, rnd, top_re, rnd_re = [], [], [], []
         for s in seeds:
             scores = exp.neuron_scores(task, s, split="dev")  # selected on dev, scored on test
-            pruned = prune_ffn(exp.backbone, keep_mask(scores, rho, "top"))
+            keep = keep_mask(scores, rho, "top")
+            pruned = prune_ffn(exp.backbone, keep)
             top.append(_correct(pruned, exp.prompt(task, s), exp, task))
-            draws = [_correct(prune_ffn(exp.backbone, keep_mask(scores, rho, "random", seed=1000 * s + d)),
-                              exp.prompt(task, s), exp, task) for d in range(cfg.pruning_draws)]
+            random_keeps = [keep_mask(scores, rho, "random", seed=1000 * s + d) for d in range(cfg.pruning_draws)]
+            draws = [_correct(prune_ffn(exp.backbone, k), exp.prompt(task, s), exp, task) for k in random_keeps]
             rnd.append(np.mean(draws, axis=0))
+            if retune:
+                top_re.append(_correct(pruned, retuned_prompt(exp, cfg, task, s, "top", rho, keep, pruned), exp, task))
+                first = prune_ffn(exp.backbone, random_keeps[0])
+                rnd_re.append(_correct(first, retuned_prompt(exp, cfg, task, s, "random", rho, random_keeps[0], first),
+                                       exp, task))
         n_kept = int(keep_mask(scores, rho, "top")[0].sum())
         cols = {"top": np.stack(top), "random": np.stack(rnd), "full": full}
+        if retune:
+            cols.update({RETUNED["top"]: np.stack(top_re), RETUNED["random"]: np.stack(rnd_re)})
         columns[rho] = cols
-        gap = _paired(cols, lambda a: a["top"] - a["random"], cfg)
-        loss = _paired(cols, lambda a: a["top"] - a["full"], cfg)
-        for kind in ("top", "random"):
-            row = {"task": task, "kept": rho, "kind": kind, "n_per_layer": n_kept, "parameters": count_parameters(pruned),
-                   **_interval_columns("accuracy", accuracy_interval(cols[kind], n_boot=cfg.n_boot))}
-            if kind == "top":
-                row.update(_interval_columns("gap_vs_random", gap), **_interval_columns("change_vs_full", loss))
-            rows.append(row)
+        arms = [("top", "random")] + ([(RETUNED["top"], RETUNED["random"])] if retune else [])
+        for kept_arm, random_arm in arms:
+            gap = _paired(cols, lambda a, x=kept_arm, y=random_arm: a[x] - a[y], cfg)
+            loss = _paired(cols, lambda a, x=kept_arm: a[x] - a["full"], cfg)
+            for kind in (kept_arm, random_arm):
+                row = {"task": task, "kept": rho, "kind": kind, "n_per_layer": n_kept,
+                       "parameters": count_parameters(pruned),
+                       **_interval_columns("accuracy", accuracy_interval(cols[kind], n_boot=cfg.n_boot))}
+                if kind == kept_arm:
+                    row.update(_interval_columns("gap_vs_random", gap), **_interval_columns("change_vs_full", loss))
+                rows.append(row)
     return rows, columns
 
 
@@ -262,9 +307,12 @@ def pruning_table(exp: Experiment, cfg: ApplicationsConfig) -> pd.DataFrame:
                 per_rho[rho][task] = cols
         if tasks:
             for rho, per_task in per_rho.items():
-                rows.append({"task": ALL, "kept": rho, "kind": "top",
-                             **_interval_columns("gap_vs_random", _across_tasks(per_task, "top", "random", cfg)),
-                             **_interval_columns("change_vs_full", _across_tasks(per_task, "top", "full", cfg))})
+                for kept_arm, random_arm in (("top", "random"), (RETUNED["top"], RETUNED["random"])):
+                    if kept_arm not in next(iter(per_task.values())):
+                        continue
+                    rows.append({"task": ALL, "kept": rho, "kind": kept_arm,
+                                 **_interval_columns("gap_vs_random", _across_tasks(per_task, kept_arm, random_arm, cfg)),
+                                 **_interval_columns("change_vs_full", _across_tasks(per_task, kept_arm, "full", cfg))})
         return pd.DataFrame(rows, columns=_PRUNING_COLUMNS)
     return exp.store.table("pruning", _key(exp, cfg, tasks=tasks), compute)
 
@@ -274,11 +322,49 @@ _PRUNING_COLUMNS = ["task", "kept", "kind", "n_per_layer", "parameters", "accura
                     "change_vs_full_hi"]
 
 
-def pruning_verdict(table: pd.DataFrame, cfg: ApplicationsConfig) -> tuple[Interval | None, Verdict]:
+def pruning_verdict(table: pd.DataFrame, cfg: ApplicationsConfig, arm: str = "top") -> tuple[Interval | None, Verdict]:
     """Do the most predictive neurons carry the task? Supported when G(rho*) > 0 over the learned tasks,
-    rho* = `cfg.verdict_fraction` (declared before the run)."""
-    return _row_verdict(table[(table.kept == cfg.verdict_fraction)], "gap_vs_random",
-                        "no learned task: the prompts carry no skill to prune for")
+    rho* = `cfg.verdict_fraction` (declared before the run).
+
+    `arm` 'top' (the verdict): the prompt stays as tuned on the full network, so the gap measures which
+    neurons that prompt relies on (Wang et al.'s question). 'top_retuned': the prompt re-tuned on each
+    pruned network (Skeleton's setting, the one its speed-up at kept accuracy refers to)."""
+    if arm not in ("top", RETUNED["top"]):
+        raise unknown("pruning arm", arm, ("top", RETUNED["top"]))
+    rows = table[(table.kept == cfg.verdict_fraction) & (table.kind == arm)]
+    no_task = arm == "top" or table[table.task != ALL].empty
+    missing = ("no learned task: the prompts carry no skill to prune for" if no_task
+               else "no re-tuned arm in this run (retune_steps = 0)")
+    return _row_verdict(rows, "gap_vs_random", missing)
+
+
+def reversals(table: pd.DataFrame) -> list[tuple[str, float, Interval]]:
+    """(task, rho, G interval) of every frozen-prompt row whose whole interval of G(rho) lies below 0: shares
+    where random neurons carry the task better than the most predictive ones. A pooled verdict at rho* must
+    not hide them (the pooled gap can reverse at small shares too: task 'all learned')."""
+    rows = table[(table.kind == "top") & table.gap_vs_random.notna() & (table.gap_vs_random_hi < 0)]
+    return [(r.task, float(r.kept), Interval(float(r.gap_vs_random), float(r.gap_vs_random_lo),
+                                             float(r.gap_vs_random_hi))) for r in rows.itertuples()]
+
+
+def reversal_sentence(table: pd.DataFrame) -> str:
+    """One sentence naming the reversals (`reversals`), or saying there are none."""
+    found = reversals(table)
+    if not found:
+        return "At no kept share does any task's interval of G(ρ) lie wholly below 0: no reversal."
+    parts = [f"{task} at ρ = {rho:.0%}: {iv.estimate:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]" for task, rho, iv in found]
+    return ("Reversed (random neurons kept do better than the most predictive ones, whole interval below 0): "
+            + "; ".join(parts) + ".")
+
+
+def speedup_at_kept_accuracy(speed: pd.DataFrame, accuracy_full: float, share: float = 0.9) -> pd.DataFrame:
+    """The benchmark's rows whose pruned model keeps at least `share` of the unpruned accuracy (its own
+    `accuracy_full`), with `kept_accuracy` = accuracy_top / accuracy_full: a speed-up is comparable to
+    Skeleton's "at accuracy comparable to prompt tuning" only on these rows."""
+    out = speed.copy()
+    best = out[[c for c in ("accuracy_retuned", "accuracy_top") if c in out]].max(axis=1)
+    out["kept_accuracy"] = best / accuracy_full
+    return out[(out.kept_accuracy >= share) & (out.fraction < 1.0)]
 
 
 # --- other tuning methods and model tuning ------------------------------------------------------------------
@@ -424,6 +510,17 @@ def benchmark_speedups(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame] 
     return {k: v for k, v in data.items() if k != "fractions"}, rows
 
 
+def method_costs(path: str | Path) -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """What `benchmarks/tuning_methods.py` measured side by side: (its run's description, one row per method with
+    seconds per step, seconds per run, ratio to prompt tuning, trainable parameters), or None when not run."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if k != "methods"}, pd.DataFrame(data.get("methods", []))
+
+
 __all__ = ["ApplicationsConfig", "APPLICATIONS", "get_applications", "applications_version", "learned",
            "pruning_table", "pruning_verdict", "model_tuning_table", "model_tuning_verdicts", "other_tuning_table",
-           "other_tuning_verdicts", "benchmark_speedups", "tuned", "ALL", "per_task_outcome"]
+           "other_tuning_verdicts", "benchmark_speedups", "tuned", "ALL", "per_task_outcome", "RETUNED", "retuned_prompt",
+           "reversals", "reversal_sentence", "speedup_at_kept_accuracy", "method_costs"]

@@ -97,5 +97,5 @@ def pretrained_vs_random(pretrained: np.ndarray, random_init: np.ndarray, **boot
     """Test accuracy of the pretrained backbone's prompts minus the randomly initialised backbone's, on the
     same test examples (paired example resampling): supported when > 0."""
     iv = bootstrap_interval({"pre": pretrained, "rnd": random_init}, lambda a: a["pre"] - a["rnd"],
-                            groups={"pre": "test", "rnd": "test"}, **boot)
+                            groups={"pre": "test", "rnd": "test"}, **{"bounds": (-1.0, 1.0), **boot})
     return iv, verdict(iv)

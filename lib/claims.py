@@ -68,7 +68,8 @@ def estimate(columns: dict, statistic, *, null: float = 0.0, groups: dict | None
     """Both intervals of one pooled statistic (`lib.intervals.bootstrap_interval`), drawn with the same seed,
     and, for `per_task` (task -> the statistic restricted to that task), each task's interval over prompts
     and examples: a pooled verdict is shown with the tasks it holds on."""
-    boot = {k: v for k, v in boot.items() if k != "unit"}
+    # every claim's statistic is an accuracy or a difference of accuracies: its interval lies in [-1, 1]
+    boot = {"bounds": (-1.0, 1.0), **{k: v for k, v in boot.items() if k != "unit"}}
     tasks = tuple((t, bootstrap_interval(columns, stat, groups=groups, null=null, **boot))
                   for t, stat in (per_task or {}).items())
     return Estimate(bootstrap_interval(columns, statistic, groups=groups, null=null, **boot),

@@ -115,7 +115,8 @@ def bootstrap_p(replicates: np.ndarray, null: float) -> float:
 
 def bootstrap_interval(columns: Mapping[str, np.ndarray | Sequence], statistic: Callable[[Mapping], object],
                        *, groups: Mapping[str, str] | None = None, unit: str = "prompts", n_boot: int = 2000,
-                       alpha: float = 0.05, seed: int = 0, null: float | None = None) -> Interval:
+                       alpha: float = 0.05, seed: int = 0, null: float | None = None,
+                       bounds: tuple[float, float] | None = None) -> Interval:
     """Percentile-bootstrap interval of `statistic` over prompts (seeds) and examples (module docstring).
 
     `columns` maps a name to per-example correctness, (seeds, examples) or (examples,). `groups` maps a
@@ -125,7 +126,9 @@ def bootstrap_interval(columns: Mapping[str, np.ndarray | Sequence], statistic: 
     seed s's prompt in each) and share the seed indices. `unit='examples'` resamples examples only
     (the seeds held fixed). `statistic` receives a mapping name -> accuracy (a float for the estimate,
     an array of `n_boot` resampled accuracies for the interval) and must work elementwise on both.
-    With `null`, the interval carries the two-sided bootstrap p-value of it.
+    With `null`, the interval carries the two-sided bootstrap p-value of it. `bounds` (lo, hi) are the values the
+    statistic can take (an accuracy [0, 1], a difference of accuracies [-1, 1]): the interval is cut to them,
+    since with few seeds the Student-t prompt part can reach past them.
     """
     if not columns:
         raise ConfigError("bootstrap_interval needs at least one column")
@@ -168,13 +171,15 @@ def bootstrap_interval(columns: Mapping[str, np.ndarray | Sequence], statistic: 
         spread = float(np.std(np.asarray(statistic(by_seed), dtype=float))) * np.sqrt(n_seeds / (n_seeds - 1))
         boots = boots + spread * rng.standard_t(n_seeds - 1, size=n_boot)
     lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    if bounds is not None:
+        lo, hi = max(float(lo), bounds[0]), min(float(hi), bounds[1])
     used_seeds = n_seeds if unit == "prompts" else 1
     return Interval(estimate, float(lo), float(hi), used_seeds, None if null is None else bootstrap_p(boots, null))
 
 
 def accuracy_interval(correct: np.ndarray | Sequence, **kwargs) -> Interval:
-    """Accuracy of (seeds, examples) correctness with its example-resampling interval."""
-    return bootstrap_interval({"acc": correct}, lambda a: a["acc"], **kwargs)
+    """Accuracy of (seeds, examples) correctness with its interval over prompts and examples, within [0, 1]."""
+    return bootstrap_interval({"acc": correct}, lambda a: a["acc"], **{"bounds": (0.0, 1.0), **kwargs})
 
 
 def majority_rate(labels: np.ndarray | Sequence) -> float:

@@ -134,7 +134,25 @@ def test_pruning_tiny(tmp_path):
         assert r["speedup"] == pytest.approx(r["seconds_full"] / r["seconds_pruned"])
         assert len(r["seconds_rounds"]["full"]) == len(r["seconds_rounds"]["pruned"]) == 2
         assert 0 <= r["accuracy_top"] <= 1 and len(r["accuracy_random_draws"]) == 1
-    assert "keep 25% (16/layer): speed-up" in stdout
+    assert full["accuracy_retuned"] is None and 0 <= quarter["accuracy_retuned"] <= 1 and data["retune_steps"] == 5
+    assert quarter["kept_accuracy"] == pytest.approx(max(quarter["accuracy_top"], quarter["accuracy_retuned"])
+                                                     / data["accuracy_full"])
+    line = next(x for x in stdout.splitlines() if x.startswith("keep 25% (16/layer): speed-up"))
+    assert "accuracy unpruned" in line and "top re-tuned" in line and "of unpruned accuracy" in line, line
+
+
+def test_tuning_methods_tiny(tmp_path):
+    """Every method timed in the same run; per-run seconds follow from per-step seconds and the budget."""
+    stdout = _run("tuning_methods.py", "--model", "tiny-bert", "--steps", "3", "--rounds", "2", out=tmp_path)
+    data = _load(tmp_path, "tuning_methods_tiny-bert.json")
+    rows = {r["method"]: r for r in data["methods"]}
+    assert list(rows) == ["prompt", "bitfit", "adapter", "lora", "full"] and data["threads"] == 1
+    assert rows["prompt"]["ratio_to_first"] == 1.0
+    for r in rows.values():
+        assert r["timed_steps"] == 2 * 2, "the first step of each of the 2 runs is a warm-up"
+        assert r["seconds_per_run"] == pytest.approx(r["seconds_per_step"] * data["run_steps"])
+    assert rows["full"]["trainable_parameters"] > max(rows[m]["trainable_parameters"] for m in ("bitfit", "adapter"))
+    assert "s/step" in stdout
 
 
 def test_mini_speed_tiny(tmp_path):

@@ -88,3 +88,18 @@ def test_columns_with_different_seed_counts_are_refused():
         bootstrap_interval({"x": np.ones((3, 10)), "y": np.ones((5, 10))}, lambda m: m["x"])
     with pytest.raises(ConfigError, match="unit must be one of"):
         bootstrap_interval({"x": np.ones(10)}, lambda m: m["x"], unit="seeds")
+
+
+def test_bounds_cut_an_interval_to_the_values_the_statistic_can_take():
+    """Two prompts, one always right and one always wrong: the Student-t prompt part (1 degree of freedom)
+    reaches far past [0, 1]; an accuracy's interval is cut to [0, 1], a difference's to [-1, 1]."""
+    from lib.intervals import accuracy_interval, bootstrap_interval
+
+    correct = np.stack([np.ones(50), np.zeros(50)])
+    wide = bootstrap_interval({"acc": correct}, lambda a: a["acc"], n_boot=500)
+    assert wide.lo < 0 and wide.hi > 1 and wide.estimate == 0.5
+    cut = accuracy_interval(correct, n_boot=500)
+    assert (cut.lo, cut.hi, cut.estimate) == (0.0, 1.0, 0.5)
+    diff = bootstrap_interval({"a": correct, "b": correct[::-1]}, lambda x: x["a"] - x["b"], n_boot=500,
+                              bounds=(-1.0, 1.0))
+    assert -1.0 <= diff.lo < 0 < diff.hi <= 1.0
