@@ -64,7 +64,7 @@ SCOPED = {"study_overrides": STUDY_NOTEBOOKS, "app_overrides": APP_NOTEBOOKS}
 BATCH_ENV = "COMPENDIUM_BATCH"
 # lib modules about how notebooks are run or the book is built, not what the notebooks compute.
 NOT_NOTEBOOK_INPUTS = frozenset({"runner.py", "progress.py", "paths.py", "book_config.py", "units.py", "sweep.py",
-                                 "peft_io.py", "figures.py", "parallel_units.py"})
+                                 "peft_io.py", "figures.py", "parallel_units.py", "parameters.py", "lab_record.py"})
 # Profile fields that only label a profile; listed nowhere as settings.
 LABELS = ("name", "description")
 
@@ -83,6 +83,37 @@ def _fingerprint(template: Path, parameters: dict[str, Any]) -> str:
         h.update(src.name.encode())
         h.update(src.read_bytes())
     return h.hexdigest()
+
+
+def _inputs(template: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """What `_fingerprint` hashes, one short hash per part, kept in .runinfo so that the next run can say
+    what changed (`changed_inputs`)."""
+    def short(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()[:12]
+
+    return {"template": short(template.read_bytes()),
+            "parameters": {k: short(json.dumps(v, sort_keys=True, default=str).encode())
+                           for k, v in sorted(parameters.items())},
+            "lib": {src.name: short(src.read_bytes()) for src in sorted((REPO / "lib").glob("*.py"))
+                    if src.name not in NOT_NOTEBOOK_INPUTS}}
+
+
+def changed_inputs(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
+    """Why a notebook runs again, in words: 'its template', 'parameter overrides', 'lib/skill_neurons.py', ...
+    (what differs between the inputs recorded at its last run and today's), or why that cannot be told."""
+    if not before:
+        return "no record of its inputs from an earlier run"
+    parts = []
+    if before.get("template") != now["template"]:
+        parts.append("its template")
+    old_p, new_p = before.get("parameters", {}), now["parameters"]
+    parts += [("profile settings" if k == "profile_fields" else f"parameter {k}")
+              for k in sorted(set(old_p) | set(new_p)) if old_p.get(k) != new_p.get(k)]
+    old_l, new_l = before.get("lib", {}), now["lib"]
+    libs = [f"lib/{n}" for n in sorted(set(old_l) | set(new_l)) if old_l.get(n) != new_l.get(n)]
+    if len(libs) > 4:
+        libs = libs[:3] + [f"{len(libs) - 3} more lib modules"]
+    return ", ".join(parts + libs) or "nothing it records (forced)"
 
 
 def default_chapters(profile: str | None = None) -> list[str]:
@@ -167,20 +198,27 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
             if value and name in SCOPED[param]:
                 params[param] = value
         # a missing template is reported when its turn comes: the notebooks before it still run
-        stamp = _fingerprint(template, {**params, "profile_fields": prof.as_dict()}) if template.is_file() else ""
+        hashed = {**params, "profile_fields": prof.as_dict()}
+        stamp = _fingerprint(template, hashed) if template.is_file() else ""
+        inputs = _inputs(template, hashed) if template.is_file() else {}
         target, info = out / f"{name}.ipynb", out / ".runinfo" / f"{name}.json"
-        unchanged = bool(stamp) and not force and target.is_file() and info.is_file() \
-            and read_json(info).get("fingerprint") == stamp
-        plan.append((name, template, params, stamp, target, info, unchanged))
-    to_run = [name for name, *_, unchanged in plan if not unchanged]
+        last = read_json(info) if info.is_file() else {}
+        unchanged = bool(stamp) and not force and target.is_file() and last.get("fingerprint") == stamp
+        why = "" if unchanged or not stamp else ("forced" if force and last.get("fingerprint") == stamp
+                                                 else "first run here" if not target.is_file()
+                                                 else changed_inputs(last.get("inputs"), inputs))
+        plan.append((name, template, params, stamp, target, info, unchanged, inputs, why))
+    to_run = [entry[0] for entry in plan if not entry[6]]  # (name, ..., unchanged, inputs, why)
     if jobs is None:
         from .parallel_units import default_jobs
 
         jobs = default_jobs()
+    started = time.perf_counter()
     if jobs > 1 and to_run and Path(templates).resolve() == TEMPLATES.resolve():
         _tune_units_first(profile, overrides, study_overrides, results, to_run, jobs, progress)
+    units_seconds = time.perf_counter() - started
     records = []
-    for i, (name, template, params, stamp, target, info, unchanged) in enumerate(plan, 1):
+    for i, (name, template, params, stamp, target, info, unchanged, inputs, why) in enumerate(plan, 1):
         if not template.is_file():
             raise ConfigError(f"notebook template not found: {template}")
         partial = out / f"{name}.running.ipynb"  # renamed to <name>.failed.ipynb if the notebook fails
@@ -189,7 +227,7 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
             records.append({**read_json(info), "notebook": name, "status": "skipped"})
             _say(progress, f"[{i}/{len(names)}] {name}: unchanged, skipped")
             continue
-        _say(progress, f"[{i}/{len(names)}] {name}: running")
+        _say(progress, f"[{i}/{len(names)}] {name}: running ({why})" if why else f"[{i}/{len(names)}] {name}: running")
         t0 = time.perf_counter()
         try:
             with _KernelStderrTo(out / ".runinfo" / f"{name}.kernel.log"), _ProgressEcho(name if progress else None):
@@ -216,7 +254,8 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         os.replace(partial, target)
         _remove_stale_copies(out, name)
         seconds = round(time.perf_counter() - t0, 1)
-        record = {"notebook": name, "status": "ran", "seconds": seconds, "fingerprint": stamp, "profile": prof.name,
+        record = {"notebook": name, "status": "ran", "seconds": seconds, "fingerprint": stamp, "inputs": inputs,
+                  "why": why, "profile": prof.name,
                   "overrides": overrides, "study_overrides": params.get("study_overrides", {}),
                   **({"app_overrides": params["app_overrides"]} if "app_overrides" in params else {}),
                   "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -224,7 +263,20 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         records.append(record)
         _say(progress, f"[{i}/{len(names)}] {name}: done in {seconds:.1f} s")
     write_summary(out, prof.name, results / prof.name)
+    if _is_the_lab_run(profile, out, results, names, templates) and any(r["status"] == "ran" for r in records):
+        from .lab_record import write_lab_record
+
+        page = write_lab_record(results, records, total_seconds=time.perf_counter() - started,
+                                units_seconds=units_seconds, machine=machine(),
+                                finished=time.strftime("%Y-%m-%d %H:%M"))
+        _say(progress, f"the class run's record for the teaching page: {portable(page)}")
     return records
+
+
+def _is_the_lab_run(profile: str, out: Path, results: Path, names: Sequence[str], templates: str | Path) -> bool:
+    """The teaching page's class run: profile `class`, its own folders (no overrides), every default chapter."""
+    return (profile == "class" and (Path(out), Path(results)) == destinations("class")
+            and list(names) == default_chapters("class") and Path(templates).resolve() == TEMPLATES.resolve())
 
 
 # Which chapters tune which units (lib.units kinds): every chapter but the claims summary reads the

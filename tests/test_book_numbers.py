@@ -44,8 +44,13 @@ def prose(text: str) -> str:
     return text
 
 
+GENERATED = "<!-- written by "  # first line of a page a run writes from its own tables (book/class_run.md)
+
+
 def pages() -> dict[str, str]:
-    out = {str(p.relative_to(REPO)): p.read_text() for p in sorted((REPO / "book").glob("*.md"))}
+    """Every hand-written page: book/*.md (less the pages a run generates) and the templates' Markdown cells."""
+    out = {str(p.relative_to(REPO)): p.read_text() for p in sorted((REPO / "book").glob("*.md"))
+           if not p.read_text().startswith(GENERATED)}
     for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
         cells = json.loads(nb.read_text())["cells"]
         out[str(nb.relative_to(REPO))] = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
@@ -60,6 +65,13 @@ def test_the_scan_finds_typed_results_and_skips_code_and_math():
     text = ("SST-2 reaches 0.885 against 60.5 % here, 1.47× faster.\n```bash\nmake run APPS='{\"x\": 0.3}'\n```\n"
             "$p = 0.73$ and `0.91` and [link](https://x.org/v1.2)\n:width: 100%\n")
     assert typed_numbers(text) == ["0.885", "60.5 %", "1.47×"]
+
+
+def test_only_generated_pages_are_skipped():
+    assert "book/teaching.md" in pages() and "book/class_run.md" not in pages()
+    from lib.lab_record import PAGE
+
+    assert PAGE.read_text().startswith(GENERATED), "the class-run record is written by lib.lab_record"
 
 
 def test_no_page_types_a_result_by_hand():

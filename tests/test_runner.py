@@ -346,3 +346,32 @@ def test_launch_buttons_follow_the_repository_url(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="^COMPENDIUM_REPO_URL must be a repository's web address"):
         book_config("github.com/someone")
     assert json.dumps(book_config(url="")["launch_buttons"]).count("https") == 0
+
+
+def test_the_console_says_why_a_notebook_runs_again():
+    before = {"template": "a", "parameters": {"overrides": "x", "profile_fields": "p"}, "lib": {"store.py": "1",
+                                                                                                "tuning.py": "2"}}
+    same = json.loads(json.dumps(before))
+    assert runner.changed_inputs(before, same) == "nothing it records (forced)"
+    now = {**same, "lib": {"store.py": "1", "tuning.py": "3"}}
+    assert runner.changed_inputs(before, now) == "lib/tuning.py"
+    now = {"template": "b", "parameters": {"overrides": "y", "profile_fields": "q"}, "lib": {"store.py": "9"}}
+    assert runner.changed_inputs(before, now) == ("its template, parameter overrides, profile settings, lib/store.py, "
+                                                  "lib/tuning.py")
+    many = {**same, "lib": {f"m{i}.py": str(i) for i in range(6)}}
+    assert runner.changed_inputs(before, many).endswith("5 more lib modules")
+    assert runner.changed_inputs(None, now) == "no record of its inputs from an earlier run"
+
+
+def test_a_rerun_names_what_changed(tmp_path, capsys):
+    templates = _template(tmp_path / "templates")
+    kwargs = dict(results_dir=tmp_path / "results", only=["panda"], templates=templates)
+    out = tmp_path / "out"
+    runner.run_profile("smoke", out, **kwargs)
+    assert "panda: running (first run here)" in capsys.readouterr().err
+    runner.run_profile("smoke", out, overrides={"seeds": [0]}, **kwargs)
+    err = capsys.readouterr().err
+    assert "panda: running (parameter overrides, profile settings)" in err, err
+    record = json.loads((out / ".runinfo" / "panda.json").read_text())
+    assert record["why"] == "parameter overrides, profile settings" and set(record["inputs"]) == {"template",
+                                                                                                   "parameters", "lib"}

@@ -353,3 +353,31 @@ def test_explorer_changes_with_the_selection_offline(built_book, tmp_path):
     assert before["visible"] and after["visible"] and before["visible"] != after["visible"]
     assert before["titles"] != after["titles"] and before["menu"] != after["menu"]
     assert before["heatmap"] and before["heatmap"] != after["heatmap"], "the drawn heatmap did not change"
+
+
+def _solution_code(label: str) -> str:
+    """The Python block of the solution to exercise `label` on the teaching page."""
+    text = (REPO / "book" / "teaching.md").read_text(encoding="utf-8")
+    block = text.split(f"````{{solution}} {label}", 1)[1].split("\n````", 1)[0]
+    return block.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_teaching_pages_code_solutions_agree_with_the_library():
+    """Both code exercises' solutions run and give what the page says and what lib computes."""
+    import numpy as np
+
+    from lib.intervals import accuracy_interval
+
+    scope: dict = {}
+    exec(_solution_code("ex-teaching-predictivity"), scope)
+    given = {"train_acts": np.array([[0.0, 1.0], [2.0, 3.0]]), "eval_acts": np.array([[2.0, 0.0], [0.0, 3.0], [3.0, 1.0]]),
+             "eval_labels": np.array([1, 0, 0])}
+    assert scope["predictivity"](**given) == pytest.approx(2 / 3)
+    perfect = scope["predictivity"](np.array([[0.0], [1.0]]), np.array([[1.0], [0.0]]), np.array([0, 1]))
+    assert perfect == 1.0, "a neuron firing for the wrong class is as predictive"
+
+    scope = {}
+    exec(_solution_code("ex-teaching-bootstrap"), scope)
+    assert (round(scope["lo"], 3), round(scope["hi"], 3)) == (0.69, 0.805), "the values the solution states"
+    lib_iv = accuracy_interval(scope["correct"], unit="examples", n_boot=2000)
+    assert abs(lib_iv.lo - scope["lo"]) < 0.01 and abs(lib_iv.hi - scope["hi"]) < 0.01
