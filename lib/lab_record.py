@@ -85,4 +85,43 @@ def write_lab_record(results: Path, records: Sequence[dict[str, Any]], page: Pat
     return page
 
 
-__all__ = ["lab_record_markdown", "write_lab_record", "PAGE", "BLOCK_CLAIMS"]
+
+
+def build_lab_html(notebooks: Path, dest: Path) -> Path:
+    """The class run as HTML pages students can open: the whole book, its experiment chapters replaced by the
+    class run's executed notebooks (`notebooks`), built by Jupyter Book into `dest` (nothing re-executed).
+    Chapters the class run left out (the applications) are left out of its table of contents. Returns the
+    front page, `dest/_build/html/index.html`."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    src = Path(dest) / "source"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(REPO / "book", src / "book", ignore=shutil.ignore_patterns("experiments", ".*"))
+    (src / "book" / "experiments").mkdir()
+    for nb in sorted(Path(notebooks).glob("*.ipynb")):
+        if nb.stem.count(".") == 0:  # not <name>.failed / .running / .interrupted
+            shutil.copy2(nb, src / "book" / "experiments" / nb.name)
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
+    for part in toc.get("parts", []):
+        part["chapters"] = [c for c in part["chapters"] if (src / f"{c['file']}.ipynb").is_file()
+                            or (src / f"{c['file']}.md").is_file()]
+    toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
+    (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    config["title"] = f"{config.get('title', 'The book')}: the class run"
+    (src / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(src), "--path-output", str(dest), "--all", "--quiet"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"building the class run's HTML failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    return Path(dest) / "_build" / "html" / "index.html"
+
+
+__all__ = ["lab_record_markdown", "write_lab_record", "build_lab_html", "PAGE", "BLOCK_CLAIMS"]

@@ -270,6 +270,10 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
                                 units_seconds=units_seconds, machine=machine(),
                                 finished=time.strftime("%Y-%m-%d %H:%M"))
         _say(progress, f"the class run's record for the teaching page: {portable(page)}")
+        from .lab_record import build_lab_html
+
+        front = build_lab_html(out, out.parent / "html")
+        _say(progress, f"the class run as HTML pages for the students: {portable(front)}")
     return records
 
 

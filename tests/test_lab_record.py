@@ -59,3 +59,22 @@ def test_the_teaching_page_includes_the_committed_record():
     text = PAGE.read_text(encoding="utf-8")
     assert text.startswith("<!-- written by lib.lab_record") and "| B. Prompt tuning |" in text
     assert "```{include} class_run.md" in (REPO / "book" / "teaching.md").read_text(encoding="utf-8")
+
+
+def test_the_class_run_becomes_html_pages_students_can_open(tmp_path):
+    """The book with the run's chapters in place of its own; chapters the run left out are not listed."""
+    import shutil
+
+    from lib.lab_record import build_lab_html
+
+    run = tmp_path / "experiments"
+    run.mkdir()
+    for name in ("claims", "prompt_tuning"):
+        shutil.copy2(REPO / "book" / "experiments" / f"{name}.ipynb", run / f"{name}.ipynb")
+    (run / "transfer.failed.ipynb").write_text("{}")  # a failed copy is not a chapter
+    front = build_lab_html(run, tmp_path / "html")
+    html = front.parent
+    assert front.is_file() and (html / "book" / "experiments" / "claims.html").is_file()
+    assert not (html / "book" / "experiments" / "pruning.html").exists()
+    assert (html / "book" / "teaching.html").is_file()
+    assert "the class run" in (html / "book" / "intro.html").read_text(encoding="utf-8")
