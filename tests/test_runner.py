@@ -375,3 +375,17 @@ def test_a_rerun_names_what_changed(tmp_path, capsys):
     record = json.loads((out / ".runinfo" / "panda.json").read_text())
     assert record["why"] == "parameter overrides, profile settings" and set(record["inputs"]) == {"template",
                                                                                                    "parameters", "lib"}
+
+
+def test_a_no_op_rerun_leaves_every_file_as_it_was(tmp_path):
+    """Nothing changed: the notebook is skipped and no file under the output folder is rewritten differently
+    (notebook, .runinfo record, run summary), so `git status` stays clean for the book's own folders."""
+    templates = _template(tmp_path / "templates")
+    out = tmp_path / "out"
+    kwargs = dict(results_dir=tmp_path / "results", only=["panda"], templates=templates, progress=False)
+    runner.run_profile("smoke", out, **kwargs)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.name.endswith(".kernel.log")}
+    records = runner.run_profile("smoke", out, **kwargs)
+    assert [r["status"] for r in records] == ["skipped"]
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.name.endswith(".kernel.log")}
+    assert after == before
