@@ -148,6 +148,8 @@ def test_documented_command_runs_on_the_smoke_profile(command, tmp_path, shared_
         assert f"notebooks: {tmp_path}" in proc.stdout, "OUT given: the notebooks go there"
     elif command.startswith("papermill"):
         assert (tmp_path / "out.ipynb").is_file()
+    elif command.endswith("--help"):
+        assert "--profile" in proc.stdout and "python -m lib.runner --fields" in proc.stdout
     else:
         assert "study_overrides:" in proc.stdout and "tune.max_steps" in proc.stdout
 
