@@ -13,6 +13,7 @@ verdict *untestable*. Not part of `lib.store.code_version()`.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -38,7 +39,20 @@ def _runs_verdict(values: Iterable[float], what: str, direction: str = "greater"
     iv = mean_interval(values)
     if iv is None:
         return None, verdict(None, missing=f"needs at least two {what}, has {len(values)}")
+    iv = replace(iv, n_seeds=len(values), p=t_p_value(values, null))
     return iv, verdict(iv, direction=direction, null=null)
+
+
+def t_p_value(values: Sequence[float], null: float = 0.0) -> float:
+    """Two-sided p of Student's one-sample t test of mean = `null` (the test `mean_interval` inverts):
+    t = (mean - null) / (sd / sqrt(n)), p = 2 P(T_{n-1} > |t|); 1.0 where all values equal the null,
+    0.0 where they all equal another value (a zero-width interval that excludes the null)."""
+    x = np.asarray(values, dtype=float)
+    sd = x.std(ddof=1)
+    if not sd > 0:
+        return 1.0 if np.isclose(x.mean(), null) else 0.0
+    t = (x.mean() - null) / (sd / np.sqrt(len(x)))
+    return float(2 * stats.t.sf(abs(t), len(x) - 1))
 
 
 def gain_verdict(gains: pd.Series | Sequence[float], what: str = "runs") -> tuple[Interval | None, Verdict]:
@@ -97,5 +111,5 @@ def pretrained_vs_random(pretrained: np.ndarray, random_init: np.ndarray, **boot
     """Test accuracy of the pretrained backbone's prompts minus the randomly initialised backbone's, on the
     same test examples (paired example resampling): supported when > 0."""
     iv = bootstrap_interval({"pre": pretrained, "rnd": random_init}, lambda a: a["pre"] - a["rnd"],
-                            groups={"pre": "test", "rnd": "test"}, **{"bounds": (-1.0, 1.0), **boot})
+                            groups={"pre": "test", "rnd": "test"}, **{"bounds": (-1.0, 1.0), "null": 0.0, **boot})
     return iv, verdict(iv)
