@@ -33,12 +33,15 @@ def mean_interval(values: Sequence[float] | np.ndarray, alpha: float = 0.05) -> 
     return Interval(float(x.mean()), float(x.mean() - half), float(x.mean() + half))
 
 
-def _runs_verdict(values: Iterable[float], what: str, direction: str = "greater", null: float = 0.0
-                  ) -> tuple[Interval | None, Verdict]:
+def _runs_verdict(values: Iterable[float], what: str, direction: str = "greater", null: float = 0.0,
+                  bounds: tuple[float, float] | None = None) -> tuple[Interval | None, Verdict]:
+    """`bounds`: the values the statistic can take (a percentile lies in [0, 100]); the t interval is cut to them."""
     values = [float(v) for v in values if np.isfinite(v)]
     iv = mean_interval(values)
     if iv is None:
         return None, verdict(None, missing=f"needs at least two {what}, has {len(values)}")
+    if bounds is not None:
+        iv = replace(iv, lo=max(iv.lo, bounds[0]), hi=min(iv.hi, bounds[1]))
     iv = replace(iv, n_seeds=len(values), p=t_p_value(values, null))
     return iv, verdict(iv, direction=direction, null=null)
 
@@ -104,7 +107,7 @@ def percentile_verdict(adv_neurons: pd.DataFrame, learned: set[str]) -> tuple[In
     part = adv_neurons[adv_neurons.task.isin(learned)]
     if part.empty:
         return None, verdict(None, missing="no learned task has an adversarial set")
-    return _runs_verdict(part.groupby("seed")["adv_percentile"].mean(), "seeds", null=50.0)
+    return _runs_verdict(part.groupby("seed")["adv_percentile"].mean(), "seeds", null=50.0, bounds=(0.0, 100.0))
 
 
 def pretrained_vs_random(pretrained: np.ndarray, random_init: np.ndarray, **boot) -> tuple[Interval, Verdict]:

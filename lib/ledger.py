@@ -217,16 +217,20 @@ def write_claims(claims: pd.DataFrame, fam: pd.DataFrame, folder: str | Path) ->
 
 
 def family_frame(fam: pd.DataFrame) -> pd.DataFrame:
-    """The family as a reader sees it: chapter, verdict name, estimate [interval], p, verdict, after Holm."""
+    """The family as a reader sees it, in four columns that fit a page: chapter, verdict of, estimate [interval]
+    with p (and p after Holm), verdict (with the Holm verdict where it differs)."""
     def est(r) -> str:
         if pd.isna(r.estimate):
             return "—"
-        return f"{r.estimate:.3f}" + ("" if pd.isna(r.lo) else f" [{r.lo:.3f}, {r.hi:.3f}]")
+        text = f"{r.estimate:.3f}" + ("" if pd.isna(r.lo) else f" [{r.lo:.3f}, {r.hi:.3f}]")
+        return text + ("" if pd.isna(r.p) else f"; p = {r.p:.3g} (after Holm {r.p_holm:.3g})")
 
-    return pd.DataFrame({"chapter": fam.chapter, "verdict of": fam.name, "estimate [95 % interval]": [est(r) for r in fam.itertuples()],
-                         "p": [("—" if pd.isna(p) else f"{p:.3g}") for p in fam.p],
-                         "p after Holm": [("—" if pd.isna(p) else f"{p:.3g}") for p in fam.p_holm],
-                         "verdict": fam.verdict, "after Holm": fam.verdict_holm})
+    def outcome(r) -> str:
+        return r.verdict if r.verdict == r.verdict_holm else f"{r.verdict}; after Holm: {r.verdict_holm}"
+
+    return pd.DataFrame({"chapter": fam.chapter, "verdict of": fam.name,
+                         "estimate [95 % interval]; p": [est(r) for r in fam.itertuples()],
+                         "verdict": [outcome(r) for r in fam.itertuples()]})
 
 
 def holm_changes(fam: pd.DataFrame) -> list[str]:

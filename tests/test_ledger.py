@@ -50,6 +50,10 @@ def test_holm_over_the_whole_family_known_answer():
     assert fam.loc["b", "p_holm"] == pytest.approx(0.06) and fam.loc["b", "verdict_holm"] == "not supported"
     assert fam.loc["c", "p_holm"] == pytest.approx(0.06) and "unadjusted: supported" in fam.loc["c", "reason_holm"]
     assert np.isnan(fam.loc["d", "p_holm"]) and fam.loc["d", "verdict_holm"] == "untestable"
+    shown = ledger.family_frame(fam.reset_index()).set_index("verdict of")
+    assert list(shown.columns) == ["chapter", "estimate [95 % interval]; p", "verdict"]
+    assert shown.loc["a", "estimate [95 % interval]; p"] == "0.100 [0.050, 0.150]; p = 0.01 (after Holm 0.03)"
+    assert shown.loc["b", "verdict"] == "supported; after Holm: not supported" and shown.loc["d", "verdict"] == "untestable"
     assert ledger.holm_changes(fam.reset_index()) == ["c: b (supported → not supported)",
                                                       "c: c (supported → not supported)"]
 
@@ -154,3 +158,13 @@ def test_a_partial_family_says_which_chapters_it_lacks(tmp_path):
         ledger.record(exp, chapter, [_entry("v", 0.2, "not supported", chapter=chapter)])
     fam, left_out = ledger.profile_family(exp, claims)
     assert ledger.coverage_sentence(fam, left_out).startswith("The family holds the verdicts of all 10 chapters")
+
+
+def test_a_percentile_interval_stays_within_0_and_100():
+    """Three seeds at percentiles 99, 60 and 100: the t interval's upper end (about 154) is cut to 100; the
+    p-value is the t test's, unchanged by the cut."""
+    from lib.chapter_verdicts import percentile_verdict
+
+    adv = pd.DataFrame({"task": ["a"] * 3, "seed": [0, 1, 2], "adv_percentile": [99.0, 60.0, 100.0]})
+    iv, v = percentile_verdict(adv, {"a"})
+    assert iv.hi == 100.0 and iv.lo > 0 and iv.p == pytest.approx(stats.ttest_1samp([99, 60, 100], 50).pvalue)

@@ -200,6 +200,14 @@ def test_dropped_table_detector_knows_the_difference():
     assert dropped_tables("x = 1\ntable(df)\n") == []
 
 
+def test_every_code_cell_is_hidden_or_removed_in_the_book():
+    """The book shows results; code sits behind 'Show code cell source' (or is removed), never in the way."""
+    bare = [f"{name} cell {c.get('id', i)}" for name, nb in templates().items() for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and not {"hide-input", "hide-cell", "remove-cell", "remove-input"}
+            & set(c.metadata.get("tags", []))]
+    assert bare == []
+
+
 def test_every_table_a_chapter_builds_is_shown():
     dropped = {name: lines for name, nb in templates().items()
                for lines in [[f"cell {i} line {ln}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
