@@ -57,10 +57,10 @@ def permutation_null(predictions: Mapping[str, np.ndarray], labels: Mapping[str,
         # mean over seeds of each rule's accuracy under each permutation: (B,)
         null[task] = (pred[None, :, :] == perms[:, None, :]).mean(axis=(1, 2))
     rows = []
+    n_seeds = min(np.atleast_2d(predictions[t]).shape[0] for t in predictions)
     for task in [*sorted(predictions), "all"]:
         obs = float(np.mean([observed[t] for t in predictions])) if task == "all" else observed[task]
         dist = np.mean([null[t] for t in predictions], axis=0) if task == "all" else null[task]
-        n_seeds = min(np.atleast_2d(predictions[t]).shape[0] for t in predictions)
         n_examples = sum(len(labels[t]) for t in predictions) if task == "all" else len(labels[task])
         rows.append({"task": task, "observed": obs, "null_mean": float(dist.mean()),
                      "null_q95": float(np.quantile(dist, 0.95)), "p": float((1 + (dist >= obs).sum()) / (1 + len(dist))),

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import pandas as pd
 
 from .errors import ConfigError
-from .verdicts import UNTESTABLE, Interval, Verdict, adjusted_verdict, holm
+from .verdicts import UNTESTABLE, Interval, Verdict
 
 if TYPE_CHECKING:
     from .experiments import Experiment
@@ -125,18 +125,14 @@ def read_chapters(exp: Experiment) -> tuple[pd.DataFrame, list[str]]:
     return rows, other
 
 
-def family(entries: Sequence[Entry] | pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """All verdicts with Holm's correction over the tested ones: adds p_holm, verdict_holm and reason_holm."""
+def family(entries: Sequence[Entry] | pd.DataFrame) -> pd.DataFrame:
+    """All verdicts with Holm's correction over the tested ones: adds p_holm, verdict_holm and reason_holm
+    (`lib.claims.with_holm`, which reads the same verdict, reason and p columns)."""
+    from .claims import with_holm
+
     frame = entries.copy() if isinstance(entries, pd.DataFrame) else pd.DataFrame([asdict(e) for e in entries],
                                                                                   columns=list(COLUMNS[:-1]))
-    frame = frame.reset_index(drop=True)
-    ps = [None if (r.verdict == UNTESTABLE or pd.isna(r.p)) else float(r.p) for r in frame.itertuples()]
-    adjusted = holm(ps)
-    held = [adjusted_verdict(Verdict(r.verdict, r.reason), q, alpha) for r, q in zip(frame.itertuples(), adjusted)]
-    frame["p_holm"] = [float("nan") if q is None else q for q in adjusted]
-    frame["verdict_holm"] = [v.label for v in held]
-    frame["reason_holm"] = [v.reason if q is not None else "" for v, q in zip(held, adjusted)]
-    return frame
+    return with_holm(frame.reset_index(drop=True))
 
 
 def unrecorded(fam: pd.DataFrame, left_out: Sequence[str]) -> list[str]:
