@@ -16,7 +16,7 @@ Modules, one job each:
   neuron scores, and the tables behind each book chapter;
 - `notebook`, `runner`, `paths`, `progress`, `book_config`: what notebooks share, the papermill
   runner, paths resolved from the repository, progress lines from inside a notebook kernel, and the
-  book's configuration (launch buttons only when `COMPENDIUM_REPO_URL` is set);
+  book's configuration (launch buttons once the repository's address is published or `COMPENDIUM_REPO_URL` is set);
 - `units`, `sweep`, `peft_io`: one tuning run per command (`python -m lib.units`: idempotent, resumable,
   locked per unit), every unit of a profile in parallel on Ray or Slurm job arrays (`python -m lib.sweep`),
   and prompts to and from PEFT's prompt-tuning format; nothing that computes a cached result imports them;

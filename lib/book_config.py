@@ -9,6 +9,16 @@ repository (COMPENDIUM_REPO_BRANCH: its branch, default main):
     python -m lib.book_config _build_book/_config.yml      # the step `make book` runs first
 
 The same variable tells a notebook opened outside a checkout (Colab) which repository to install.
+
+Whoever publishes the repository can write its address into it once, so that the committed book has
+its buttons and every notebook the Colab button opens carries the address (a notebook opened on Colab
+cannot read `_config.yml`: it only has itself):
+
+    python -m lib.book_config --publish https://github.com/you/skill-neurons-compendium [--branch main]
+
+This sets `repository.url` in `_config.yml` and the `REPO_URL = "..."` line of the install cell of every
+notebook template and executed chapter (their outputs untouched; `lib.runner` leaves that line out of a
+template's fingerprint, so publishing re-executes nothing). Commit the result.
 """
 from __future__ import annotations
 
@@ -28,15 +38,28 @@ URL_ENV, BRANCH_ENV = "COMPENDIUM_REPO_URL", "COMPENDIUM_REPO_BRANCH"
 BINDER, COLAB = "https://mybinder.org", "https://colab.research.google.com"
 
 
+# The line of the notebooks' install cell that holds the published address (in the .ipynb JSON, quotes escaped).
+REPO_URL_LINE = re.compile(r'REPO_URL = \\"[^"\\]*\\"')
+
+
+def _clean_url(url: str, source: str = URL_ENV) -> str:
+    """A repository's web address without a trailing slash or .git; '' stays ''; anything else is an error."""
+    url = url.strip().rstrip("/").removesuffix(".git")
+    if url and not re.fullmatch(r"https://[\w.:@-]+/[\w.-]+/[\w.-]+", url):
+        raise ConfigError(f"{source} must be a repository's web address, https://<host>/<owner>/<repo>; got {url!r}")
+    return url
+
+
 def book_config(url: str | None = None, branch: str | None = None, base: Path = REPO / "_config.yml") -> dict[str, Any]:
-    """`base` as a dict; with a repository URL (argument or $COMPENDIUM_REPO_URL) the launch buttons are on."""
-    url = (os.environ.get(URL_ENV, "") if url is None else url).strip().rstrip("/").removesuffix(".git")
-    branch = branch or os.environ.get(BRANCH_ENV, "") or "main"
+    """`base` as a dict; with a repository URL (argument, $COMPENDIUM_REPO_URL, or the published
+    `repository.url` of `base`) the launch buttons are on."""
     cfg = yaml.safe_load(base.read_text(encoding="utf-8"))
+    published = str((cfg.get("repository") or {}).get("url") or "")
+    url = _clean_url(os.environ.get(URL_ENV, "") if url is None else url)
+    url = url or _clean_url(published, "repository.url in _config.yml")
+    branch = branch or os.environ.get(BRANCH_ENV, "") or (cfg.get("repository") or {}).get("branch") or "main"
     if not url:
         return cfg
-    if not re.fullmatch(r"https://[^\s/]+/[^\s/]+/[^\s/]+", url):
-        raise ConfigError(f"{URL_ENV} must be a repository's web address, https://<host>/<owner>/<repo>; got {url!r}")
     cfg["repository"] = {**cfg.get("repository", {}), "url": url, "branch": branch}
     cfg["launch_buttons"] = {**cfg.get("launch_buttons", {}), "binderhub_url": BINDER, "colab_url": COLAB}
     cfg["html"] = {**cfg.get("html", {}), "use_repository_button": True}
@@ -51,12 +74,49 @@ def write_book_config(path: str | Path, url: str | None = None, branch: str | No
     return path
 
 
+def publish(url: str, branch: str = "main", root: Path = REPO) -> list[Path]:
+    """Write the repository's address into `root`'s `_config.yml` and into the install cell of every notebook
+    under `notebooks/`, `book/` and `book/experiments/`; returns the files changed. Only text is replaced (comments,
+    outputs and cell ids stay), so a second call with the same address changes nothing."""
+    url = _clean_url(url, "the address")
+    if not url:
+        raise ConfigError("the address is empty: give the public repository's, https://<host>/<owner>/<repo>")
+    if not re.fullmatch(r"[\w./-]+", branch):
+        raise ConfigError(f"the branch must be a git branch name; got {branch!r}")
+    changed = []
+    config = root / "_config.yml"
+    text = config.read_text(encoding="utf-8")
+    block = re.search(r"^repository:\n((?:[ \t]+.*\n)+)", text, flags=re.M)
+    if block is None:
+        raise ConfigError(f"{config} has no `repository:` block to write the address into")
+    body = re.sub(r"^([ \t]+url:).*$", lambda m: f'{m.group(1)} "{url}"', block.group(1), flags=re.M)
+    body = re.sub(r"^([ \t]+branch:).*$", lambda m: f"{m.group(1)} {branch}", body, flags=re.M)
+    new = text[:block.start(1)] + body + text[block.end(1):]
+    if new != text:
+        write_text(config, new)
+        changed.append(config)
+    for folder in (root / "notebooks", root / "book", root / "book" / "experiments"):
+        for nb in sorted(folder.glob("*.ipynb")):
+            raw = nb.read_text(encoding="utf-8")
+            out = REPO_URL_LINE.sub(lambda m: f'REPO_URL = \\"{url}\\"', raw)
+            if out != raw:
+                write_text(nb, out)
+                changed.append(nb)
+    return changed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1 or args[0].startswith("-"):
-        print("usage: python -m lib.book_config OUTPUT.yml", file=sys.stderr)
-        return 2
+    usage = ("usage: python -m lib.book_config OUTPUT.yml\n"
+             "       python -m lib.book_config --publish https://<host>/<owner>/<repo> [--branch BRANCH]")
     try:
+        if args[:1] == ["--publish"] and len(args) in (2, 4) and (len(args) == 2 or args[2] == "--branch"):
+            changed = publish(args[1], *(args[3:]))
+            print(f"wrote the address into {len(changed)} files" + ("" if changed else " (already there)"))
+            return 0
+        if len(args) != 1 or args[0].startswith("-"):
+            print(usage, file=sys.stderr)
+            return 2
         write_book_config(args[0])
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

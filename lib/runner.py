@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 # Only light modules at import time (no torch, pandas or chapter code): `--help` and a bad argument answer
 # in about a second; tests/test_runner.py compares this module's import time with torch's.
+from .book_config import REPO_URL_LINE
 from .errors import ConfigError
 from .io import read_json, write_json, write_text
 from .parameters import merge_injected_parameters, parse_overrides
@@ -75,9 +76,15 @@ class NotebookFailed(RuntimeError):
     pass
 
 
+def _template_bytes(template: Path) -> bytes:
+    """The template as the fingerprint sees it: without the published repository address of its install
+    cell (`python -m lib.book_config --publish` writes it; where the code is fetched from changes no output)."""
+    return REPO_URL_LINE.sub(lambda m: 'REPO_URL = \\"\\"', template.read_text(encoding="utf-8")).encode()
+
+
 def _fingerprint(template: Path, parameters: dict[str, Any]) -> str:
     h = hashlib.sha256()
-    h.update(template.read_bytes())
+    h.update(_template_bytes(template))
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     for src in sorted((REPO / "lib").glob("*.py")):
         if src.name in NOT_NOTEBOOK_INPUTS:
@@ -93,7 +100,7 @@ def _inputs(template: Path, parameters: dict[str, Any]) -> dict[str, Any]:
     def short(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()[:12]
 
-    return {"template": short(template.read_bytes()),
+    return {"template": short(_template_bytes(template)),
             "parameters": {k: short(json.dumps(v, sort_keys=True, default=str).encode())
                            for k, v in sorted(parameters.items())},
             "lib": {src.name: short(src.read_bytes()) for src in sorted((REPO / "lib").glob("*.py"))

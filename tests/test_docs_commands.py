@@ -46,6 +46,9 @@ COMMANDS: dict[str, str] = {
                  "tests/test_runner.py::test_launch_buttons_follow_the_repository_url",
     "COMPENDIUM_REPO_URL=https://github.com/<owner>/skill-neurons-compendium make book":
         "tests/test_runner.py::test_launch_buttons_follow_the_repository_url",
+    "python -m lib.book_config --publish https://github.com/<owner>/skill-neurons-compendium":
+        "tests/test_runner.py::test_publishing_writes_the_address_once_and_reexecutes_nothing (on a copy: "
+        "publishing edits the repository it runs in)",
     "make bench": "tests/test_benchmarks.py",
     "make run": EVERY_NOTEBOOK,
     "make run PROFILE=mini": EVERY_NOTEBOOK,

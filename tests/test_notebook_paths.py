@@ -114,6 +114,22 @@ def test_install_cell_finds_the_checkout_it_lies_in(tmp_path):
     assert not list(tmp_path.iterdir()), "nothing cloned without a repository address"
 
 
+def test_install_cell_clones_the_published_address_outside_a_checkout(tmp_path):
+    """With REPO_URL filled in (as `python -m lib.book_config --publish` does), the cell clones that address
+    without any environment variable: here a missing local path, so git's failure shows what it tried."""
+    cell = _install_cell(nbformat.read(TEMPLATES[0], as_version=4)).source
+    missing = (tmp_path / "no-such-repo").as_uri()
+    assert 'REPO_URL = ""' in cell.splitlines()
+    cell = cell.replace('REPO_URL = ""', f'REPO_URL = "{missing}"')
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COMPENDIUM_REPO_URL")}
+    work = tmp_path / "colab"
+    work.mkdir()
+    out = subprocess.run([sys.executable, "-S", "-c", cell], cwd=work, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0
+    assert "CalledProcessError" in out.stderr and missing in out.stderr and "'git', 'clone'" in out.stderr
+
+
 # --- setup resolves paths from the repository ------------------------------------------------------
 def test_setup_resolves_results_and_data_from_the_repository(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

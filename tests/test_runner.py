@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from lib import runner
-from lib.book_config import book_config, write_book_config
+from lib.book_config import REPO_URL_LINE, book_config, main as book_config_main, publish, write_book_config
 from lib.errors import ConfigError
 from lib.notebook import parse_overrides
 from lib.paths import REPO
@@ -348,6 +348,44 @@ def test_launch_buttons_follow_the_repository_url(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="^COMPENDIUM_REPO_URL must be a repository's web address"):
         book_config("github.com/someone")
     assert json.dumps(book_config(url="")["launch_buttons"]).count("https") == 0
+
+
+def test_publishing_writes_the_address_once_and_reexecutes_nothing(tmp_path, monkeypatch, capsys):
+    """`python -m lib.book_config --publish URL`: _config.yml gets the address (comments kept) and turns the
+    buttons on; every notebook's install cell carries it (what Colab opens has only itself); fingerprints
+    stay, so no chapter re-runs; a second call changes nothing."""
+    monkeypatch.delenv("COMPENDIUM_REPO_URL", raising=False)
+    everything = [p for folder in ("notebooks", "book", "book/experiments")
+                  for p in sorted((REPO / folder).glob("*.ipynb"))]
+    assert everything and all(len(REPO_URL_LINE.findall(p.read_text())) == 1 for p in everything), \
+        "each notebook has one REPO_URL line for publish to fill"
+    root = tmp_path / "repo"
+    for rel in ("_config.yml", "notebooks/transfer.ipynb", "book/experiments/transfer.ipynb"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes((REPO / rel).read_bytes())
+    template = root / "notebooks" / "transfer.ipynb"
+    before = runner._fingerprint(template, {"profile": "mini"}), runner._inputs(template, {})["template"]
+    url = "https://github.com/someone/skill-neurons-compendium"
+    changed = publish(url + ".git/", "release", root=root)
+    assert sorted(p.relative_to(root).as_posix() for p in changed) == [
+        "_config.yml", "book/experiments/transfer.ipynb", "notebooks/transfer.ipynb"]
+    assert publish(url, "release", root=root) == [], "publishing twice changes nothing"
+    assert (runner._fingerprint(template, {"profile": "mini"}), runner._inputs(template, {})["template"]) == before
+    for nb_path in changed[1:]:
+        cell = next(c for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code")
+        assert f'REPO_URL = "{url}"' in cell.source.splitlines()
+    config = (root / "_config.yml").read_text()
+    assert f'url: "{url}"' in config and "branch: release" in config and "# Launch buttons" in config
+    cfg = book_config(base=root / "_config.yml")
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert cfg["repository"] == {**cfg["repository"], "url": url, "branch": "release"}
+    with pytest.raises(ConfigError, match="^the address must be a repository's web address"):
+        publish('https://github.com/a/b" + x', root=root)
+    with pytest.raises(ConfigError, match="^the branch must be a git branch name"):
+        publish(url, "main; rm", root=root)
+    assert book_config_main(["--publish"]) == 2 and "usage:" in capsys.readouterr().err
+    assert book_config_main(["--publish", "github.com/a"]) == 1
+    assert capsys.readouterr().err.startswith("error: the address must be a repository's web address")
 
 
 def test_the_console_says_why_a_notebook_runs_again():
