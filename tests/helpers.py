@@ -38,3 +38,53 @@ def chromium_run(browser: str, page: Path, tmp_path: Path, *extra: str, budget_m
              f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600",
              f"--virtual-time-budget={budget_ms}", *extra, page.as_uri()]
     return subprocess.run([browser, *flags], capture_output=True, text=True, timeout=timeout)
+
+
+# A claim as every page prints it (lib.claims.claim_sentence) and a task's status sentence (lib.verdicts).
+CLAIM_SENTENCE = (r"\*\*((?:RN|SN)\d[ab]?), [^*]*?: [^*]*?\.\*\* Estimate (-?\d+\.\d+) \(95 % interval "
+                  r"(-?\d+\.\d+) to (-?\d+\.\d+)\)")
+STATUS_SENTENCE = r"(\w+) (\d+\.\d)% \[(\d+\.\d)%, (\d+\.\d)%\] vs majority (\d+\.\d)%"
+# a row of results/<profile>/claims.md (the introduction includes it): claim id, then estimate [lo, hi]
+CLAIMS_MD_ROW = (r"^\| (?:\*\*)?((?:RN|SN)\d[ab]?)(?:\*\*|:) [^|]*\| ([+-]?\d+\.\d+) \[([+-]?\d+\.\d+), "
+                 r"([+-]?\d+\.\d+)\]")
+
+
+def printed_markdown(root: Path, names: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Every executed chapter's computed Markdown output under root/book/experiments, one text per notebook."""
+    import nbformat
+
+    out = {}
+    for name in names:
+        nb = nbformat.read(root / "book" / "experiments" / f"{name}.ipynb", as_version=4)
+        out[name] = " ".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells
+                             if c.cell_type == "code" for o in c.get("outputs", []))
+    return out
+
+
+def values_of_named_quantities(root: Path, profile: str, names: list[str] | tuple[str, ...]) -> tuple[dict, dict, dict]:
+    """(claims seen on pages, claims in results/<profile>/claims.csv, task statuses seen on pages):
+    {claim_id: {(estimate, lo, hi) to 3 decimals}} from the chapters' output and results/<profile>/claims.md
+    (which the introduction includes), {claim_id: (estimate, lo, hi) to 3 decimals},
+    {task: {(acc, lo, hi, majority) as printed}}. One value per quantity means one entry per set."""
+    import re
+
+    import pandas as pd
+
+    printed = printed_markdown(root, names)
+    table = pd.read_csv(root / "results" / profile / "claims.csv").set_index("claim_id")
+    seen_claims: dict[str, set] = {}
+    seen_status: dict[str, set] = {}
+    def three(*values: str) -> tuple[str, ...]:
+        return tuple(f"{float(v):.3f}" for v in values)
+
+    summary = (root / "results" / profile / "claims.md").read_text(encoding="utf-8")
+    for cid, *values in re.findall(CLAIMS_MD_ROW, summary, flags=re.M):
+        seen_claims.setdefault(cid, set()).add(three(*values))
+    for text in printed.values():
+        for cid, *values in re.findall(CLAIM_SENTENCE, text):
+            seen_claims.setdefault(cid, set()).add(three(*values))
+        for task, *values in re.findall(STATUS_SENTENCE, text):
+            seen_status.setdefault(task, set()).add(tuple(values))
+    in_table = {cid: three(r.estimate, r.lo, r.hi) for cid, r in table.iterrows()
+                if pd.notna(r.estimate)}
+    return seen_claims, in_table, seen_status

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import chromium, chromium_run
+from helpers import chromium, chromium_run, values_of_named_quantities
 from lib.errors import ConfigError
 from lib.runner import APP_NOTEBOOKS, NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
 
@@ -92,40 +92,15 @@ def test_pages_render_in_chromium(built_book, tmp_path):
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
-def _printed(root: Path) -> dict[str, str]:
-    """Every executed chapter's computed Markdown output, as one text per notebook."""
-    out = {}
-    for name in NOTEBOOKS:
-        nb = nbformat.read(root / "book" / "experiments" / f"{name}.ipynb", as_version=4)
-        out[name] = " ".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells
-                             if c.cell_type == "code" for o in c.get("outputs", []))
-    return out
-
-
 def test_each_named_quantity_has_one_value_across_pages(smoke_run):
     """A claim's estimate and interval, and a task's accuracy with its interval, are printed by the same
-    tested functions on every page that shows them: one value each, equal to results/<profile>/claims.csv."""
-    import re
-
-    import pandas as pd
-
+    tested functions on every page that shows them: one value each, equal to results/<profile>/claims.csv
+    (tests/test_book_numbers.py asks the same of the committed mini book)."""
     root, _ = smoke_run
-    printed = _printed(root)
-    table = pd.read_csv(root / "results" / "smoke" / "claims.csv").set_index("claim_id")
-    claim = re.compile(r"\*\*((?:RN|SN)\d[ab]?), [^*]*?: [^*]*?\.\*\* Estimate (-?\d+\.\d+) \(95 % interval "
-                       r"(-?\d+\.\d+) to (-?\d+\.\d+)\)")
-    seen_claims: dict[str, set] = {}
-    for name, text in printed.items():
-        for cid, est, lo, hi in claim.findall(text):
-            seen_claims.setdefault(cid, set()).add((est, lo, hi))
+    seen_claims, in_table, seen_status = values_of_named_quantities(root, "smoke", NOTEBOOKS)
+    assert seen_claims and set(seen_claims) == set(in_table), (set(seen_claims), set(in_table))
     for cid, values in seen_claims.items():
-        r = table.loc[cid]
-        assert values == {(f"{r.estimate:.3f}", f"{r.lo:.3f}", f"{r.hi:.3f}")}, (cid, values)
-    status = re.compile(r"(\w+) (\d+\.\d)% \[(\d+\.\d)%, (\d+\.\d)%\] vs majority (\d+\.\d)%")
-    seen_status: dict[str, set] = {}
-    for name, text in printed.items():
-        for task, *values in status.findall(text):
-            seen_status.setdefault(task, set()).add(tuple(values))
+        assert values == {in_table[cid]}, (cid, values)
     assert seen_status, "the status sentence is printed somewhere"
     assert all(len(v) == 1 for v in seen_status.values()), seen_status
 

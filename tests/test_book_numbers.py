@@ -79,3 +79,17 @@ def test_no_page_types_a_result_by_hand():
     found = {page: numbers for page, numbers in found.items() if numbers}
     assert not found, (f"numbers typed into prose (compute them in a code cell or glue them, or, if they are "
                        f"definitions, add them to DEFINITIONS with the reason): {found}")
+
+
+def test_the_committed_mini_book_prints_each_named_quantity_once():
+    """The book as committed (mini profile): every claim the chapters and the introduction's table print has
+    the one value of results/mini/claims.csv, and each task's status sentence reads the same on every page.
+    Fails on a half re-run book, whose pages would show two runs' values."""
+    from helpers import values_of_named_quantities
+    from lib.runner import NOTEBOOKS
+
+    seen_claims, in_table, seen_status = values_of_named_quantities(REPO, "mini", NOTEBOOKS)
+    assert seen_claims and set(seen_claims) == set(in_table), (set(seen_claims), set(in_table))
+    for cid, values in seen_claims.items():
+        assert values == {in_table[cid]}, (cid, values, in_table[cid])
+    assert seen_status and all(len(v) == 1 for v in seen_status.values()), seen_status
