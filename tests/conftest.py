@@ -19,6 +19,16 @@ SHARED_DATA = Path(os.environ.get("COMPENDIUM_SHARED_DATA", REPO.parent / "share
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# Fixtures that execute the whole smoke book (minutes): a test that asks for one is slow, marked or not,
+# so `make test-fast` (-m "not slow") never pulls them in.
+BOOK_FIXTURES = frozenset({"smoke_run", "built_book"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def fixture_root() -> Path:
