@@ -113,3 +113,4 @@ bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python tuning_methods.py
 	cd benchmarks && ../$(BIN)/python mini_speed.py
 	$(BIN)/python -m papermill notebooks/performance.ipynb book/performance.ipynb --cwd . -k python3
+	$(BIN)/python -c 'from lib.runner import finish_notebook; finish_notebook("book/performance.ipynb")'

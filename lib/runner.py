@@ -496,6 +496,13 @@ def _finish_notebook(path: Path, template: Path, target: Path) -> None:
     write_text(path, text if text.endswith("\n") else text + "\n")
 
 
+def finish_notebook(executed: str | Path, template: str | Path | None = None) -> None:
+    """`_finish_notebook` for a page executed outside the runner (`make bench` runs papermill on the
+    Performance page itself); the template defaults to notebooks/<same name>."""
+    executed = Path(executed)
+    _finish_notebook(executed, Path(template) if template else TEMPLATES / executed.name, executed)
+
+
 def fold_parameters(folder: Path = BOOK_OUT) -> list[str]:
     """Apply `_finish_notebook` to the executed notebooks already in `folder` (those executed before it
     folded papermill's cell into the visible one); outputs are untouched. Returns the notebooks changed."""

@@ -90,6 +90,28 @@ def test_performance_page_executes(tiny_results, tmp_path):
     assert "roofline, tiny-bert on cpu" in text and "predictivity, tiny-bert, 80 examples" in text
     assert "**paper** (tiny-bert, measured on" in text and "**paper_t5** (tiny-t5" in text
     assert "These are CPU hours, not GPU hours" in text and "not measured" in text
+    html = "".join("".join(o.get("data", {}).get("text/html", "")) for o in outputs)
+    assert "memory, store-all / streamed" in html and "memory_ratio" not in html, "tables show readable headings"
+
+
+def test_performance_page_reexecuted_unchanged_writes_the_same_bytes(tiny_results, tmp_path):
+    """`make bench` re-executes the page and finishes it as the runner does its chapters: no timestamps,
+    no random table ids or object addresses, so unchanged benchmark results leave git clean."""
+    import papermill as pm
+
+    from lib.runner import finish_notebook
+
+    out, _ = tiny_results
+    copies = []
+    for i in range(2):
+        target = tmp_path / str(i) / "performance.ipynb"
+        target.parent.mkdir()
+        pm.execute_notebook(str(REPO / "notebooks" / "performance.ipynb"), str(target),
+                            parameters={"results_dir": str(out)}, cwd=str(REPO), kernel_name="python3",
+                            progress_bar=False)
+        finish_notebook(target)
+        copies.append(target.read_bytes())
+    assert copies[0] == copies[1]
 
 
 def test_paper_cost_tiny(tiny_results):
