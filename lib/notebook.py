@@ -197,6 +197,39 @@ def mark_untestable(ax, task: str, learned: bool) -> None:
     ax.set_title(f"{ax.get_title() or task} (untestable)", color="0.4")
 
 
+UNTESTABLE = "untestable"
+
+
+def status_labels(tasks: Sequence[str], learned: Mapping[str, bool]) -> dict[str, str]:
+    """{task: the name a multi-task figure shows}: an untestable task (its prompts did not beat the gate,
+    `lib.verdicts`) is named '<task> (untestable)', so that it never reads as an equal of a learned one."""
+    return {t: t if learned.get(t, True) else f"{t} ({UNTESTABLE})" for t in tasks}
+
+
+def status_palette(tasks: Sequence[str], learned: Mapping[str, bool]) -> dict[str, Any]:
+    """`task_palette` keyed by `status_labels`: learned tasks in their book colour, untestable ones in a pale
+    grey version of it (a third of the colour, two thirds light grey)."""
+    labels = status_labels(tasks, learned)
+    palette = task_palette(list(tasks))
+    return {labels[t]: (c if learned.get(t, True) else tuple(c_ / 3 + 0.8 * 2 / 3 for c_ in c[:3]))
+            for t, c in palette.items()}
+
+
+def fade_untestable_categories(ax, order: Sequence[str], learned: Mapping[str, bool]) -> None:
+    """On a categorical x axis (one position per task, in `order`): the bars of untestable tasks pale, their
+    tick labels grey with '(untestable)' on a second line."""
+    pale = {i for i, t in enumerate(order) if not learned.get(t, True)}
+    for patch in ax.patches:
+        centre = patch.get_x() + patch.get_width() / 2
+        if round(centre) in pale:
+            patch.set_alpha(0.3)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{t}\n({UNTESTABLE})" if i in pale else t for i, t in enumerate(order)])
+    for i, tick in enumerate(ax.get_xticklabels()):
+        if i in pale:
+            tick.set_color("0.45")
+
+
 def reference_lines(ax, chance_level: float | None = 0.5, majority: float | None = None, *,
                     orient: str = "h", label: bool = True) -> None:
     """Dashed line at chance and dotted line at the majority baseline (horizontal by default)."""
