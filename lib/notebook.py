@@ -160,6 +160,13 @@ def majority_baseline(exp: Experiment, task: str, split: str = "test") -> float:
     return majority_rate(exp.encoded(task, split).labels)
 
 
+def highest_predictivity(exp: Experiment, task: str) -> float:
+    """A task's highest predictivity, max over FFN neurons (l, i) of Pred(l, i) averaged over the profile's
+    seeds (`Experiment.mean_scores`, the references' aggregation), on the test split. One named quantity:
+    every page that prints it calls this function and glues it as `max_pred_<task>`."""
+    return float(exp.mean_scores(task).max())
+
+
 def chance(exp: Experiment, task: str) -> float:
     """Accuracy of uniform guessing, 1 / number of labels."""
     return 1.0 / exp.task(task).num_labels

@@ -88,3 +88,24 @@ def values_of_named_quantities(root: Path, profile: str, names: list[str] | tupl
     in_table = {cid: three(r.estimate, r.lo, r.hi) for cid, r in table.iterrows()
                 if pd.notna(r.estimate)}
     return seen_claims, in_table, seen_status
+
+
+def glued_values(root: Path, names: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """{glue key: {chapter: the glued value as text}} over the executed chapters under root/book/experiments.
+    A key glued by several chapters names one quantity (e.g. `max_pred_<task>`, lib.notebook.highest_predictivity)
+    and must carry one value."""
+    import nbformat
+
+    out: dict[str, dict[str, str]] = {}
+    for name in names:
+        path = root / "book" / "experiments" / f"{name}.ipynb"
+        if not path.is_file():
+            continue
+        for cell in nbformat.read(path, as_version=4).cells:
+            for o in cell.get("outputs", []) if cell.cell_type == "code" else ():
+                key = o.get("metadata", {}).get("scrapbook", {}).get("name")
+                if key:
+                    data = o.get("data", {})
+                    text = next((v for k, v in data.items() if k.endswith("text/plain")), "")
+                    out.setdefault(key, {})[name] = "".join(text)
+    return out

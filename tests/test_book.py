@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import chromium, chromium_run, values_of_named_quantities
+from helpers import chromium, chromium_run, glued_values, values_of_named_quantities
 from lib.errors import ConfigError
 from lib.runner import APP_NOTEBOOKS, NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
 
@@ -103,6 +103,17 @@ def test_each_named_quantity_has_one_value_across_pages(smoke_run):
         assert values == {in_table[cid]}, (cid, values)
     assert seen_status, "the status sentence is printed somewhere"
     assert all(len(v) == 1 for v in seen_status.values()), seen_status
+
+
+def test_a_quantity_glued_by_several_chapters_has_one_value(smoke_run):
+    """The skill-neuron and control chapters both glue a task's highest predictivity (`max_pred_<task>`,
+    lib.notebook.highest_predictivity); any key glued by two chapters carries one value."""
+    root, _ = smoke_run
+    glued = glued_values(root, NOTEBOOKS)
+    shared = {k: v for k, v in glued.items() if len(v) > 1}
+    assert any(k.startswith("max_pred_") and {"skill_neurons", "random_init_control"} <= set(v)
+               for k, v in shared.items()), sorted(shared)
+    assert all(len(set(v.values())) == 1 for v in shared.values()), shared
 
 
 def test_the_claims_page_shows_an_html_table(built_book):

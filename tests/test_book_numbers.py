@@ -93,3 +93,7 @@ def test_the_committed_mini_book_prints_each_named_quantity_once():
     for cid, values in seen_claims.items():
         assert values == {in_table[cid]}, (cid, values, in_table[cid])
     assert seen_status and all(len(v) == 1 for v in seen_status.values()), seen_status
+    from helpers import glued_values
+
+    shared = {k: v for k, v in glued_values(REPO, NOTEBOOKS).items() if len(v) > 1}
+    assert all(len(set(v.values())) == 1 for v in shared.values()), shared

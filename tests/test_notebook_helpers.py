@@ -1,5 +1,5 @@
-"""The book's figure conventions, as lib.notebook implements them: one colour per task everywhere, and an
-untestable task never drawn as an equal of a learned one (pale, and named so)."""
+"""Helpers every chapter shares (lib.notebook): one colour per task everywhere, an untestable task never drawn
+as an equal of a learned one (pale, and named so), and one function per named quantity."""
 from __future__ import annotations
 
 import matplotlib
@@ -40,3 +40,16 @@ def test_untestable_bars_fade_and_their_ticks_say_so():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["sst2", "mrpc\n(untestable)", "reuters"]
     assert ax.get_xticklabels()[1].get_color() == "0.45"
     plt.close(fig)
+
+
+def test_highest_predictivity_is_the_max_of_the_seed_mean():
+    import torch
+
+    from lib.notebook import highest_predictivity
+
+    class Stub:
+        def mean_scores(self, task):
+            assert task == "sst2"
+            return torch.tensor([[0.5, 0.61], [0.75, 0.7]])
+
+    assert highest_predictivity(Stub(), "sst2") == pytest.approx(0.75)
