@@ -160,6 +160,16 @@ def majority_baseline(exp: Experiment, task: str, split: str = "test") -> float:
     return majority_rate(exp.encoded(task, split).labels)
 
 
+def expected_answer(key: str, text: str) -> None:
+    """Glue the expected result of a re-run exercise, computed from the chapter's own run, so that its
+    solution can state it (`{glue:md}` with `key` inside the solution block) and a teacher can check an
+    answer: the re-run reuses this run's prompts and test sets, so it prints these numbers."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(key, Markdown(text), display=False)
+
+
 def highest_predictivity(exp: Experiment, task: str) -> float:
     """A task's highest predictivity, max over FFN neurons (l, i) of Pred(l, i) averaged over the profile's
     seeds (`Experiment.mean_scores`, the references' aggregation), on the test split. One named quantity:

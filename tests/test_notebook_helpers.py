@@ -53,3 +53,25 @@ def test_highest_predictivity_is_the_max_of_the_seed_mean():
             return torch.tensor([[0.5, 0.61], [0.75, 0.7]])
 
     assert highest_predictivity(Stub(), "sst2") == pytest.approx(0.75)
+
+
+def test_every_expected_answer_a_solution_cites_is_computed_in_its_chapter():
+    """A solution that states its expected result cites a glue key (`{glue:md}`) that a code cell of the same
+    template computes with lib.notebook.expected_answer: the number comes from the run, never typed."""
+    import re
+
+    import nbformat
+
+    from lib.paths import REPO
+
+    cited_anywhere = 0
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        code = "\n".join(c.source for c in cells if c.cell_type == "code")
+        for cell in cells:
+            if cell.cell_type != "markdown":
+                continue
+            for key in re.findall(r"\{glue:md\}`([\w]+)`", cell.source):
+                cited_anywhere += 1
+                assert re.search(rf'expected_answer\(\s*"{key}"', code), (path.name, key)
+    assert cited_anywhere >= 2
