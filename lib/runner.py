@@ -50,11 +50,14 @@ BOOK_PROFILE = "mini"  # the profile whose executed chapters the book shows (boo
 # The application chapters (pruning, other tuning methods, model tuning) come last: they read the prompts,
 # skill neurons and task statuses the chapters before them compute.
 APP_NOTEBOOKS = ("pruning", "other_tuning", "model_tuning")
+# Chapters that also show another chapter's results (read from the store only, `lib.notebook.cached_only`,
+# never computed there) run after that chapter, so that one pass of `make run` fills them.
+SHOWS_RESULTS_OF: Mapping[str, tuple[str, ...]] = {"prompt_tuning": ("model_tuning",), "panda": ("model_tuning",)}
 # The claims chapter runs last: it applies Holm's correction over every verdict the other chapters recorded
 # (lib.ledger). The book's reading order is _toc.yml's, not this one.
-NOTEBOOKS = ("prompt_tuning", "transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
-             "task_specificity", "random_init_control", "explorer", "indicators", "init_transfer", "panda",
-             "projector") + APP_NOTEBOOKS + ("claims",)
+NOTEBOOKS = ("transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
+             "task_specificity", "random_init_control", "explorer", "indicators", "init_transfer",
+             "projector") + APP_NOTEBOOKS + ("prompt_tuning", "panda", "claims")
 SELECTABLE = NOTEBOOKS
 # Chapters a profile leaves out unless named with --only: the class run must fit a lesson (about 10 min on a
 # laptop), and tuning every weight of the backbone three ways does not.

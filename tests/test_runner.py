@@ -78,13 +78,29 @@ def test_the_application_chapters_run_last_and_the_class_run_leaves_them_out():
     """Applications after every chapter whose results they read; then the claims chapter, whose Holm family
     holds every chapter's recorded verdicts (lib.ledger)."""
     book = runner.select(None, "mini")
-    assert book == list(runner.NOTEBOOKS) and book[-4:-1] == list(runner.APP_NOTEBOOKS) and book[-1] == "claims"
+    assert book == list(runner.NOTEBOOKS) and book[-1] == "claims"
+    apps = [book.index(n) for n in runner.APP_NOTEBOOKS]
+    assert apps == sorted(apps) and all(book.index(n) < min(apps) for n in book
+                                        if n not in runner.APP_NOTEBOOKS and n not in runner.SHOWS_RESULTS_OF
+                                        and n != "claims")
     assert runner.select(None, "smoke") == book, "the tests' smoke run covers every chapter"
     lesson = runner.select(None, "class")
     assert lesson == [n for n in book if n not in runner.APP_NOTEBOOKS] and "projector" in lesson
     assert runner.select(["model_tuning", "pruning"], "class") == ["pruning", "model_tuning"], "named, they run"
-    with pytest.raises(ConfigError, match=r"unknown notebook\(s\) \['prunning'\]; valid: prompt_tuning, .*pruning"):
+    with pytest.raises(ConfigError, match=r"unknown notebook\(s\) \['prunning'\]; valid: transfer, .*pruning, .*prompt_tuning"):
         runner.select(["prunning"], "class")
+
+
+def test_a_chapter_that_shows_another_chapters_results_runs_after_it():
+    """prompt_tuning and panda show the model-tuning chapter's results, read from the store only: in one pass
+    of `make run` they must run after it, or the book would say "not computed yet" beside computed results.
+    Every template that reads with `cached_only` declares what it reads in SHOWS_RESULTS_OF."""
+    readers = {p.stem for p in runner.TEMPLATES.glob("*.ipynb") if "cached_only(" in p.read_text()}
+    assert readers == set(runner.SHOWS_RESULTS_OF), readers
+    for reader, sources in runner.SHOWS_RESULTS_OF.items():
+        for source in sources:
+            assert runner.NOTEBOOKS.index(reader) > runner.NOTEBOOKS.index(source), (reader, source)
+            assert f"{source}_table" in (runner.TEMPLATES / f"{reader}.ipynb").read_text(), (reader, source)
 
 
 def test_overrides_go_to_a_scratch_folder_unless_published():
