@@ -46,16 +46,17 @@ def test_unchanged_notebooks_are_skipped(smoke_run):
 
 
 def test_failure_stops_and_keeps_the_notebook(tmp_path):
+    first = NOTEBOOKS[0]  # the first chapter the runner executes; the others' templates are absent here
     templates = tmp_path / "templates"
     templates.mkdir()
-    nb = nbformat.read(TEMPLATES / "prompt_tuning.ipynb", as_version=4)
+    nb = nbformat.read(TEMPLATES / f"{first}.ipynb", as_version=4)
     nb.cells.insert(3, nbformat.v4.new_code_cell("raise RuntimeError('planted failure')"))
-    nbformat.write(nb, templates / "prompt_tuning.ipynb")
-    with pytest.raises(NotebookFailed, match=r"'prompt_tuning' failed .*planted failure.*prompt_tuning\.failed\.ipynb"):
+    nbformat.write(nb, templates / f"{first}.ipynb")
+    with pytest.raises(NotebookFailed, match=rf"'{first}' failed .*planted failure.*{first}\.failed\.ipynb"):
         run_profile("smoke", tmp_path / "out", results_dir=tmp_path / "results", templates=templates,
                     progress=False)
-    assert (tmp_path / "out" / "prompt_tuning.failed.ipynb").is_file()
-    assert not (tmp_path / "out" / "prompt_tuning.ipynb").exists()
+    assert (tmp_path / "out" / f"{first}.failed.ipynb").is_file()
+    assert not (tmp_path / "out" / f"{first}.ipynb").exists()
     with pytest.raises(ConfigError, match="unknown notebook"):
         run_profile("smoke", tmp_path / "out", only=["nope"], progress=False)
     with pytest.raises(ConfigError, match=r"unknown profile field\(s\) \['sedes'\]"):
