@@ -109,3 +109,14 @@ def glued_values(root: Path, names: list[str] | tuple[str, ...]) -> dict[str, di
                     text = next((v for k, v in data.items() if k.endswith("text/plain")), "")
                     out.setdefault(key, {})[name] = "".join(text)
     return out
+
+
+def assert_one_value_per_named_quantity(root: Path, profile: str, names: list[str] | tuple[str, ...]) -> None:
+    """Every claim the pages print has the one value of results/<profile>/claims.csv, and each task's status
+    sentence reads the same on every page (the smoke book and the committed mini book use this check)."""
+    seen_claims, in_table, seen_status = values_of_named_quantities(root, profile, names)
+    assert seen_claims and set(seen_claims) == set(in_table), (set(seen_claims), set(in_table))
+    for cid, values in seen_claims.items():
+        assert values == {in_table[cid]}, (cid, values, in_table[cid])
+    assert seen_status, "the status sentence is printed somewhere"
+    assert all(len(v) == 1 for v in seen_status.values()), seen_status

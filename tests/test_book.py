@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import chromium, chromium_run, glued_values, values_of_named_quantities
+from helpers import assert_one_value_per_named_quantity, chromium, chromium_run, glued_values
 from lib.errors import ConfigError
 from lib.runner import APP_NOTEBOOKS, NOTEBOOKS, TEMPLATES, NotebookFailed, run_profile
 
@@ -98,12 +98,7 @@ def test_each_named_quantity_has_one_value_across_pages(smoke_run):
     tested functions on every page that shows them: one value each, equal to results/<profile>/claims.csv
     (tests/test_book_numbers.py asks the same of the committed mini book)."""
     root, _ = smoke_run
-    seen_claims, in_table, seen_status = values_of_named_quantities(root, "smoke", NOTEBOOKS)
-    assert seen_claims and set(seen_claims) == set(in_table), (set(seen_claims), set(in_table))
-    for cid, values in seen_claims.items():
-        assert values == {in_table[cid]}, (cid, values)
-    assert seen_status, "the status sentence is printed somewhere"
-    assert all(len(v) == 1 for v in seen_status.values()), seen_status
+    assert_one_value_per_named_quantity(root, "smoke", NOTEBOOKS)
 
 
 def test_a_quantity_glued_by_several_chapters_has_one_value(smoke_run):

@@ -85,15 +85,10 @@ def test_the_committed_mini_book_prints_each_named_quantity_once():
     """The book as committed (mini profile): every claim the chapters and the introduction's table print has
     the one value of results/mini/claims.csv, and each task's status sentence reads the same on every page.
     Fails on a half re-run book, whose pages would show two runs' values."""
-    from helpers import values_of_named_quantities
+    from helpers import assert_one_value_per_named_quantity, glued_values
     from lib.runner import NOTEBOOKS
 
-    seen_claims, in_table, seen_status = values_of_named_quantities(REPO, "mini", NOTEBOOKS)
-    assert seen_claims and set(seen_claims) == set(in_table), (set(seen_claims), set(in_table))
-    for cid, values in seen_claims.items():
-        assert values == {in_table[cid]}, (cid, values, in_table[cid])
-    assert seen_status and all(len(v) == 1 for v in seen_status.values()), seen_status
-    from helpers import glued_values
+    assert_one_value_per_named_quantity(REPO, "mini", NOTEBOOKS)
 
     shared = {k: v for k, v in glued_values(REPO, NOTEBOOKS).items() if len(v) > 1}
     assert all(len(set(v.values())) == 1 for v in shared.values()), shared
