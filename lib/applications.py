@@ -17,12 +17,13 @@ Every interval resamples test examples (seeds averaged per example, `lib.interva
 with shared indices for paired quantities. Only tasks whose prompts learned (`lib.claims`) enter.
 
 The tables are cached in the results store under a key of the profile, the `ApplicationsConfig`, the
-learned tasks and the code of this module, `lib.pruning` and `lib.weight_tuning`
-(`applications_version`): this module sits outside `lib.store.code_version()`'s closure, so adding it
-did not invalidate the other chapters' results.
+learned tasks and the version of the code reachable from the three table functions
+(`applications_version`, `lib.code_identity`): nothing the other chapters compute reaches this module,
+so adding it did not invalidate their results.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +35,7 @@ import pandas as pd
 import torch
 
 from .analyses import random_per_layer
+from .code_identity import version
 from .errors import ConfigError, unknown
 from .evaluation import evaluate
 from .hooks import intervene_ffn
@@ -139,12 +141,10 @@ def get_applications(profile: str, overrides: Mapping[str, Any] | str | None = N
     return replace(APPLICATIONS[profile], **changes)
 
 
+@functools.lru_cache(maxsize=1)
 def applications_version() -> str:
-    """Hash of the code of this module, `lib.pruning` and `lib.weight_tuning` (part of every key here)."""
-    from .store import source_version
-
-    here = Path(__file__).parent
-    return source_version([here / f"{m}.py" for m in ("applications", "pruning", "weight_tuning")])
+    """The version of the code reachable from the three table functions (part of every key here)."""
+    return version("applications")
 
 
 # --- inputs ---------------------------------------------------------------------------------------------

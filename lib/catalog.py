@@ -10,6 +10,8 @@ results computed with it (`Profile.as_dict()`, the study's fields), so only thos
 """
 from __future__ import annotations
 
+CACHE_NEUTRAL = True  # lib.code_identity: nothing here changes what a cached result contains
+
 from types import MappingProxyType
 from typing import Mapping
 

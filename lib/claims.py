@@ -21,6 +21,7 @@ by the profile and by the code of this module and `lib.verdicts` (besides the st
 """
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import pandas as pd
 import torch
 
 from .analyses import random_per_layer
+from .code_identity import version
 from .evaluation import evaluate
 from .hooks import intervene_ffn
 from .skill_neurons import iter_activations, top_per_layer
@@ -317,11 +319,10 @@ def claim_sentence(table: pd.DataFrame, claim_id: str) -> str:
 
 
 # --- cached tables -----------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def evidence_version() -> str:
-    """Hash of the code of this module and `lib.verdicts` (not part of `lib.store.code_version`)."""
-    from .store import source_version
-
-    return source_version([Path(__file__).parent / f"{mod}.py" for mod in ("claims", "verdicts")])
+    """The version of the code reachable from `statuses_cached` and `claims_cached` (`lib.code_identity`)."""
+    return version("evidence")
 
 
 def _key(exp: Experiment, **extra) -> dict:

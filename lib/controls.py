@@ -16,6 +16,7 @@ by a hash of this module instead (`controls_version`).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .code_identity import version
 from .experiments import Experiment
 from .intervals import majority_rate
 from .models import Encoded
@@ -32,10 +34,10 @@ from .skill_neurons import compute_predictivity, top_per_layer
 CONDITIONS = ("tuned prompt", "labels permuted", "untuned prompt")
 
 
+@functools.lru_cache(maxsize=1)
 def controls_version() -> str:
-    from .store import source_version
-
-    return source_version([Path(__file__)])
+    """The version of the code reachable from `skill_neuron_controls` (`lib.code_identity`)."""
+    return version("controls")
 
 
 def permuted_labels(enc: Encoded, seed: int) -> Encoded:

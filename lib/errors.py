@@ -5,6 +5,8 @@ they can act on, not a stack of library internals.
 """
 from __future__ import annotations
 
+CACHE_NEUTRAL = True  # lib.code_identity: nothing here changes what a cached result contains
+
 from typing import Iterable
 
 

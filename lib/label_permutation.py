@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import pandas as pd
 
+from .code_identity import version
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -84,11 +85,10 @@ def rn3_permutation_table(exp: Experiment, statuses: Mapping[str, TaskStatus],
                           n_permutations: int = N_PERMUTATIONS) -> pd.DataFrame:
     """`permutation_null` over RN3's tasks (learned, binary), cached in the results store; empty without them."""
     from .claims import evidence_version, learned_tasks
-    from .store import source_version
 
     tasks = [t for t in learned_tasks(dict(statuses)) if exp.task(t).num_labels == 2]
     key = {"profile": exp.profile.as_dict(), "control": exp.control, "evidence": evidence_version(),
-           "module": source_version([Path(__file__)]), "tasks": tasks, "permutations": n_permutations}
+           "module": version("label permutation"), "tasks": tasks, "permutations": n_permutations}
 
     def compute() -> pd.DataFrame:
         if not tasks:

@@ -6,6 +6,8 @@ instead lets it reuse the committed cache rather than re-tune every prompt.
 """
 from __future__ import annotations
 
+CACHE_NEUTRAL = True  # lib.code_identity: nothing here changes what a cached result contains
+
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

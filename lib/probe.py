@@ -11,22 +11,24 @@ Not part of `lib.store.code_version()`; its table is keyed by a hash of this mod
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .code_identity import version
 from .data import balanced_sample
 from .experiments import Experiment
 from .intervals import accuracy_interval, majority_rate
 from .models import Backbone, Encoded
 
 
+@functools.lru_cache(maxsize=1)
 def probe_version() -> str:
-    from .store import source_version
-
-    return source_version([Path(__file__)])
+    """The version of the code reachable from `probe_table` (`lib.code_identity`)."""
+    return version("probe")
 
 
 @torch.no_grad()

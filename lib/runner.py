@@ -16,6 +16,8 @@ partly executed notebook is kept as `<name>.failed.ipynb` for inspection.
 """
 from __future__ import annotations
 
+CACHE_NEUTRAL = True  # lib.code_identity: nothing here changes what a cached result contains
+
 import argparse
 import contextlib
 import dataclasses

@@ -5,9 +5,9 @@ Every cached thing is keyed by everything that determines its content:
 - a prompt-tuning run (`run_dir`) by its signature: tuning configuration, backbone, task and a hash
   of the training and development data (see `lib.tuning.run_signature`). Changing any of them tunes
   a new prompt in a folder of its own beside the old one; the old one stays valid and reusable;
-- a table or a tensor file (`table`, `tensors`) by its configuration *and* `code_version()`, a hash
-  of the library sources that compute it, so an edit in `lib` can never leave a stale table feeding
-  a re-executed chapter.
+- a table or a tensor file (`table`, `tensors`) by its configuration *and* `code_version()`, the
+  identity of the code that computes it (`lib.code_identity`), so an edit of a computation can never
+  leave a stale table feeding a re-executed chapter, while moving code recomputes nothing.
 
 Every cached table and tensor file also carries a checksum, so that a file changed or cut short after
 it was written is never read as a result: a table's key file (`tables/<name>.json`) holds the sha256
@@ -25,13 +25,12 @@ folder never leave a torn file.
 """
 from __future__ import annotations
 
-import ast
+CACHE_NEUTRAL = True  # lib.code_identity: nothing here changes what a cached result contains
+
 import functools
 import hashlib
 import io
 import json
-import re
-import tokenize
 import shutil
 import time
 from pathlib import Path
@@ -40,18 +39,11 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import torch
 
+from .code_identity import version
 from .errors import CheckpointError
 from .io import read_json, read_tensors, write_json, write_tensors, write_text
 
 KEY_CHARS = 16
-# The modules whose functions compute cached tables and tensors; `code_version` hashes them and every
-# `lib` module they import, directly or not. A module outside that closure (a CLI, an exporter, the
-# runner) can change without invalidating the caches.
-COMPUTING_ROOTS = ("chapters", "transfer_study", "experiments")
-# Imported by those modules but computing nothing cached: checks, paths, progress lines, the cache itself.
-NOT_COMPUTING = frozenset({"__init__.py", "runner.py", "notebook.py", "progress.py", "paths.py", "tiny.py",
-                           "book_config.py", "validation.py", "errors.py", "catalog.py"})
-_IMPORT = re.compile(r"^\s*(?:from\s+(?:\.|lib\.)(\w+)\s+import|import\s+lib\.(\w+))", re.MULTILINE)
 
 
 def fingerprint(obj: Any) -> str:
@@ -59,55 +51,11 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:KEY_CHARS]
 
 
-def computing_modules() -> list[Path]:
-    """`COMPUTING_ROOTS` and the `lib` modules they import, transitively, minus `NOT_COMPUTING`."""
-    lib = Path(__file__).resolve().parent
-    seen: set[str] = set()
-    todo = list(COMPUTING_ROOTS)
-    while todo:
-        name = todo.pop()
-        path = lib / f"{name}.py"
-        if name in seen or not path.is_file():
-            continue
-        seen.add(name)
-        todo += [a or b for a, b in _IMPORT.findall(path.read_text(encoding="utf-8"))]
-    return sorted(lib / f"{n}.py" for n in seen if f"{n}.py" not in NOT_COMPUTING)
-
-
-def code_text(source: str) -> str:
-    """Source without docstrings, comments, blank lines and indentation changes inside lines.
-
-    What `code_version` hashes, so that documenting a function (a formula in its docstring) does not
-    invalidate the results it computed. Line-based, hence the same under every Python version.
-    """
-    drop: set[int] = set()
-    for node in ast.walk(ast.parse(source)):
-        body = getattr(node, "body", None)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
-            first = body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-                drop.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
-    lines = source.splitlines()
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            row, col = tok.start
-            lines[row - 1] = lines[row - 1][:col]
-    return "\n".join(line.strip() for i, line in enumerate(lines, 1) if i not in drop and line.strip())
-
-
-def source_version(sources: Sequence[Path]) -> str:
-    """Hash of the code (`code_text`) of some modules, named: the key of results computed by them."""
-    h = hashlib.sha256()
-    for src in sources:
-        h.update(src.name.encode())
-        h.update(code_text(src.read_text(encoding="utf-8")).encode())
-    return h.hexdigest()[:KEY_CHARS]
-
-
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """Hash of the code of the modules that compute cached results (`computing_modules`)."""
-    return source_version(computing_modules())
+    """The version of the code that computes the chapters' cached tables and tensors
+    (`lib.code_identity.version`: moving code keeps it; editing a computation changes it)."""
+    return version("cached results")
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:

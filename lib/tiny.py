@@ -7,6 +7,8 @@ Used by the tests and by the `smoke` profile.
 """
 from __future__ import annotations
 
+CACHE_NEUTRAL = True  # lib.code_identity: nothing here changes what a cached result contains
+
 import json
 from pathlib import Path
 

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .code_identity import version
 from .errors import CheckpointError, ConfigError, DivergenceError, unknown
 from .evaluation import EvalResult, evaluate
 from .io import read_json, read_torch, write_json, write_torch
@@ -51,9 +52,6 @@ GROUP_BATCHES = 50
 # after loading a model or allocating memory.
 MAX_BATCH = 1 << 16
 MAX_LENGTH = 1 << 16
-# The modules whose code determines a prompt (the loop, the forward pass, the initialisation and the
-# dev evaluation that picks the best checkpoint); a hash of their code enters every run signature.
-PROMPT_CODE = ("tuning.py", "models.py", "prompt.py", "evaluation.py")
 
 
 @dataclass(frozen=True)
@@ -225,13 +223,11 @@ def training_lengths(cfg: "TuneConfig", data: Encoded) -> tuple[int, ...] | None
 
 @functools.lru_cache(maxsize=1)
 def prompt_code_version() -> str:
-    """Hash of the code (docstrings and comments stripped) of `PROMPT_CODE`: the part of a run signature
-    that says which code produced a prompt, so an edit of the loop, forward pass, initialisation or dev
-    evaluation tunes new prompts instead of silently reusing (or silently differing from) committed ones."""
-    from .store import source_version
-
-    here = Path(__file__).resolve().parent
-    return source_version([here / name for name in PROMPT_CODE])
+    """The version of the code reachable from `tune_prompt` (`lib.code_identity.version`): the part of a
+    run signature that says which code produced a prompt, so an edit of the loop, forward pass,
+    initialisation or dev evaluation tunes new prompts instead of silently reusing (or silently differing
+    from) committed ones."""
+    return version("prompts")
 
 
 def _tensor_digest(t: torch.Tensor) -> str:

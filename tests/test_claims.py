@@ -167,10 +167,10 @@ def test_status_sentence_names_learned_and_untestable_tasks():
 
 def test_claims_stay_outside_the_cached_computation():
     """The claims are recomputed (or keyed by `evidence_version`), so they must not change `code_version`."""
-    from lib.store import computing_modules
+    from lib import code_identity
 
-    names = {p.name for p in computing_modules()}
-    assert "claims.py" not in names and "verdicts.py" not in names and "intervals.py" in names
+    names = {d.where for d in code_identity.reach(code_identity.FAMILIES["cached results"])}
+    assert "lib/claims.py" not in names and "lib/verdicts.py" not in names and "lib/intervals.py" in names
     assert len(claims.evidence_version()) == 16
 
 

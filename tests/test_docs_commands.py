@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
         "tests/test_runner.py::test_publishing_writes_the_address_once_and_reexecutes_nothing (on a copy: "
         "publishing edits the repository it runs in)",
     "make bench": "tests/test_benchmarks.py",
+    "python -m lib.code_identity": "tests/test_code_identity.py::test_the_command_lists_every_family",
     "make run": EVERY_NOTEBOOK,
     "make run PROFILE=mini": EVERY_NOTEBOOK,
     "make data": "tests/test_packaged_data.py (parsing, conversion, checksum refusal, loading; the download "

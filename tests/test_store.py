@@ -66,11 +66,13 @@ def test_table_is_recomputed_when_code_or_config_changes(tmp_path, monkeypatch):
     assert meta["code"] == "edited-lib" and meta["config"] == {"a": 2}
 
 
-def test_code_version_covers_the_import_closure_of_the_computing_modules():
-    names = {p.name for p in store.computing_modules()}
+def test_code_version_covers_the_code_the_chapters_tables_reach():
+    from lib import code_identity
+
+    names = {d.where.removeprefix("lib/") for d in code_identity.reach(code_identity.FAMILIES["cached results"])}
     assert {"chapters.py", "transfer_study.py", "experiments.py", "skill_neurons.py", "analyses.py", "hooks.py",
             "models.py", "tuning.py", "data.py", "formats.py", "indicators.py", "projector.py"} <= names
-    assert not names & {"runner.py", "notebook.py", "book_config.py", "tiny.py", "validation.py"}
+    assert not names & {"runner.py", "notebook.py", "book_config.py", "tiny.py", "validation.py", "store.py"}
     assert len(code_version()) == store.KEY_CHARS
 
 
@@ -144,15 +146,22 @@ def test_test_bed_is_not_imported_by_production_code(module):
 
 
 def test_code_text_ignores_documentation_but_not_code():
+    from lib.code_identity import code_text
+
     src = '"""Module doc."""\n\ndef f(x):\n    """Doc: p = x + 1."""\n    # a comment\n    return x + 1  # trailing\n'
     documented = src.replace("Doc: p = x + 1.", "Doc with a formula: $p = x + 1$, longer.\n    Two lines.")
-    assert store.code_text(src) == store.code_text(documented) == "def f(x):\nreturn x + 1"
-    assert store.code_text(src) != store.code_text(src.replace("x + 1  #", "x + 2  #"))
+    assert code_text(src) == code_text(documented) == "def f(x):\nreturn x + 1"
+    assert code_text(src) != code_text(src.replace("x + 1  #", "x + 2  #"))
+    method = '    def g(self):\n        """Doc."""\n        return 1  # c\n'
+    assert code_text(method) == "def g(self):\nreturn 1", "an indented method parses as a block"
 
 
 def test_profile_catalog_is_data_not_code():
     """Adding a profile must not invalidate every cached table: its values are in the keys instead."""
-    assert "catalog.py" not in {p.name for p in store.computing_modules()}
+    from lib import code_identity
+
+    for roots in code_identity.FAMILIES.values():
+        assert "lib/catalog.py" not in {d.where for d in code_identity.reach(roots)}
 
 
 def test_cached_only_reads_a_cached_table_and_refuses_to_compute_one(tmp_path):

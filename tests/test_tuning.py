@@ -264,21 +264,26 @@ def test_the_slot_only_last_layer_gives_the_same_logits_and_gradients(tiny_paths
 
 
 def test_the_code_version_of_prompts_follows_code_not_comments(tmp_path):
+    import shutil
     from pathlib import Path
 
-    from lib.store import source_version
-    from lib.tuning import PROMPT_CODE
+    from lib import code_identity
 
-    lib_dir = Path(__file__).resolve().parents[1] / "lib"
-    for name in PROMPT_CODE:
-        (tmp_path / name).write_text((lib_dir / name).read_text())
-    files = [tmp_path / n for n in PROMPT_CODE]
-    before = source_version(files)
-    text = (tmp_path / "tuning.py").read_text()
-    (tmp_path / "tuning.py").write_text(text + "\n# a comment only\n")
-    assert source_version(files) == before
-    (tmp_path / "tuning.py").write_text(text.replace("GROUP_BATCHES = 50", "GROUP_BATCHES = 49"))
-    assert source_version(files) != before
+    pkg = tmp_path / "lib"
+    shutil.copytree(Path(code_identity.__file__).resolve().parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    roots = code_identity.FAMILIES["prompts"]
+
+    def now() -> str:
+        code_identity.definitions.cache_clear()
+        return code_identity.identity(roots, pkg)
+
+    before = now()
+    text = (pkg / "tuning.py").read_text()
+    (pkg / "tuning.py").write_text(text + "\n# a comment only\n")
+    assert now() == before
+    (pkg / "tuning.py").write_text(text.replace("GROUP_BATCHES = 50", "GROUP_BATCHES = 49"))
+    assert now() != before, "the grouping constant the loop uses"
+    code_identity.definitions.cache_clear()
 
 
 @pytest.mark.parametrize("name,value", [("batch_size", 10 ** 12), ("max_length", 10 ** 6),
