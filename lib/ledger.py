@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import pandas as pd
 
+from . import chapter_table
 from .errors import ConfigError
 from .verdicts import UNTESTABLE, Interval, Verdict
 
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
     from .experiments import Experiment
 
 FOLDER = "verdicts"
-# The chapters that print verdicts and record them (a test keeps this equal to the templates that do).
-VERDICT_CHAPTERS = ("adversarial_neurons", "task_specificity", "random_init_control", "indicators", "init_transfer",
-                    "panda", "projector", "pruning", "other_tuning", "model_tuning")
+# The chapters that print verdicts and record them, in reading order (lib.chapter_table; a test keeps it
+# equal to the templates that do).
+VERDICT_CHAPTERS = chapter_table.names(records_verdicts=True)
 COLUMNS = ("chapter", "name", "estimate", "lo", "hi", "null", "p", "p_source", "verdict", "reason", "profile_key")
 Z_975 = 1.959963984540054
 

@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 
 # Only light modules at import time (no torch, pandas or chapter code): `--help` and a bad argument answer
 # in about a second; tests/test_runner.py compares this module's import time with torch's.
+from . import chapter_table
 from .book_config import REPO_URL_LINE
 from .errors import ConfigError
 from .io import read_json, write_json, write_text
@@ -49,24 +50,22 @@ SCRATCH = REPO / "_build_runs"
 # them equal to lib.catalog's PROFILES).
 PROFILE_NAMES = ("smoke", "mini", "class", "paper", "paper_t5")
 BOOK_PROFILE = "mini"  # the profile whose executed chapters the book shows (book/experiments, results/)
-# The application chapters (pruning, other tuning methods, model tuning) come last: they read the prompts,
-# skill neurons and task statuses the chapters before them compute.
-APP_NOTEBOOKS = ("pruning", "other_tuning", "model_tuning")
-# Chapters that also show another chapter's results (read from the store only, `lib.notebook.cached_only`,
-# never computed there) run after that chapter, so that one pass of `make run` fills them.
-SHOWS_RESULTS_OF: Mapping[str, tuple[str, ...]] = {"prompt_tuning": ("model_tuning",), "panda": ("model_tuning",)}
-# The claims chapter runs last: it applies Holm's correction over every verdict the other chapters recorded
-# (lib.ledger). The book's reading order is _toc.yml's, not this one.
-NOTEBOOKS = ("transfer", "adversarial", "skill_neurons", "suppression", "adversarial_neurons",
-             "task_specificity", "random_init_control", "explorer", "indicators", "init_transfer",
-             "projector") + APP_NOTEBOOKS + ("prompt_tuning", "panda", "claims")
+# The chapter lists, from the one table of chapters (lib.chapter_table): the application chapters (pruning,
+# other tuning methods, model tuning); chapters that also show another chapter's results (read from the
+# store only, `lib.notebook.cached_only`, never computed there); and the run order, in which such a chapter
+# runs after the chapter it shows and the claims chapter (Holm's correction over every recorded verdict)
+# runs last, so that one pass of `make run` fills every page.
+APP_NOTEBOOKS = chapter_table.names(takes_apps=True)
+SHOWS_RESULTS_OF: Mapping[str, tuple[str, ...]] = {c.name: c.shows_results_of for c in chapter_table.CHAPTERS
+                                                   if c.shows_results_of}
+NOTEBOOKS = chapter_table.run_order()
 SELECTABLE = NOTEBOOKS
 # Chapters a profile leaves out unless named with --only: the class run must fit a lesson (about 10 min on a
 # laptop), and tuning every weight of the backbone three ways does not.
 DEFAULT_SKIP: Mapping[str, tuple[str, ...]] = {"class": APP_NOTEBOOKS}
 # The transfer-method chapters also take `study_overrides` (fields of lib.transfer_study.TransferStudy),
 # the application chapters `app_overrides` (fields of lib.applications.ApplicationsConfig).
-STUDY_NOTEBOOKS = ("indicators", "init_transfer", "panda", "projector")
+STUDY_NOTEBOOKS = chapter_table.names(takes_study=True)
 PARAMS = ("overrides", "study_overrides", "app_overrides")
 SCOPED = {"study_overrides": STUDY_NOTEBOOKS, "app_overrides": APP_NOTEBOOKS}
 BATCH_ENV = "COMPENDIUM_BATCH"
