@@ -14,7 +14,7 @@ verdict *untestable*. Not part of `lib.store.code_version()`.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,30 @@ def t_p_value(values: Sequence[float], null: float = 0.0) -> float:
 def gain_verdict(gains: pd.Series | Sequence[float], what: str = "runs") -> tuple[Interval | None, Verdict]:
     """A method's gain over its comparison, one value per (pair, seed) run: supported when > 0."""
     return _runs_verdict(gains, what)
+
+
+# --- which runs a transfer-method verdict counts (a run counts only where its tasks' prompts learned) ------
+def learned_same_type_runs(runs: pd.DataFrame, learned: set[str], task_type: Mapping[str, str],
+                           label_names: Mapping[str, tuple]) -> pd.DataFrame:
+    """The initialisation chapter's runs (columns source, target) whose source and target prompts both learned
+    and whose tasks share a type and a label set: where Su et al. expect a same-type prompt to help."""
+    keep = [s in learned and t in learned and task_type[s] == task_type[t] and tuple(label_names[s]) == tuple(label_names[t])
+            for s, t in zip(runs.source, runs.target)]
+    return runs[keep]
+
+
+def learned_pair_runs(comparison: pd.DataFrame, learned: set[str]) -> pd.DataFrame:
+    """PANDA's comparison rows (index source, target, seed) whose source and target prompts both learned."""
+    return comparison[[s in learned and t in learned for s, t, _ in comparison.index]]
+
+
+def projector_gains(projected: pd.DataFrame, learned: set[str], method: str = "B task projector",
+                    reference: str = "B init") -> pd.DataFrame:
+    """Per (held-out task, seed) of a learned task: `method`'s accuracy minus `reference`'s on backbone B
+    (columns task, seed, gain), from the projector table's long rows (task, seed, method, accuracy)."""
+    wide = projected.pivot_table(index=["task", "seed"], columns="method", values="accuracy").reset_index()
+    wide = wide[[t in learned for t in wide.task]]
+    return pd.DataFrame({"task": wide.task, "seed": wide.seed, "gain": wide[method] - wide[reference]}).reset_index(drop=True)
 
 
 def indicator_verdict(table: pd.DataFrame, indicator: str, rivals: Sequence[str], learned: set[str],

@@ -58,3 +58,28 @@ def test_pretrained_vs_random_is_paired_over_examples():
     assert iv.estimate == pytest.approx(0.5) and v.label == "supported"
     same = pretrained_vs_random(pre, pre)[0]
     assert same.lo == same.hi == 0.0, "paired: identical predictions give a zero-width interval"
+
+
+def test_the_transfer_method_verdicts_count_only_runs_of_learned_tasks():
+    """Known answers for the selections the init-transfer, PANDA and projector chapters' verdicts use."""
+    from lib.chapter_verdicts import learned_pair_runs, learned_same_type_runs, projector_gains
+
+    runs = pd.DataFrame({"source": ["sst2", "sst2", "imdb", "mrpc", "sst2"],
+                         "target": ["imdb", "mrpc", "sst2", "rte", "newsgroups"], "test_gain": [1, 2, 3, 4, 5]})
+    types = {"sst2": "sentiment", "imdb": "sentiment", "mrpc": "paraphrase", "rte": "nli", "newsgroups": "topic"}
+    labels = {t: ("negative", "positive") for t in types} | {"newsgroups": tuple("abcd")}
+    learned = {"sst2", "imdb", "mrpc", "newsgroups"}
+    assert learned_same_type_runs(runs, learned, types, labels).test_gain.tolist() == [1, 3]
+    same_type_other_labels = dict(labels, imdb=("bad", "good"))
+    assert learned_same_type_runs(runs, learned, types, same_type_other_labels).empty
+
+    comp = pd.DataFrame({"panda - transfer": [0.1, 0.2, 0.3]},
+                        index=pd.MultiIndex.from_tuples([("sst2", "imdb", 0), ("sst2", "rte", 0), ("imdb", "sst2", 1)],
+                                                        names=["source", "target", "seed"]))
+    assert learned_pair_runs(comp, learned)["panda - transfer"].tolist() == [0.1, 0.3]
+
+    proj = pd.DataFrame({"task": ["sst2"] * 4 + ["rte"] * 2, "seed": [0, 0, 1, 1, 0, 0],
+                         "method": ["B task projector", "B init"] * 3, "accuracy": [0.8, 0.5, 0.7, 0.6, 0.9, 0.1]})
+    gains = projector_gains(proj, learned)
+    assert gains.task.tolist() == ["sst2", "sst2"] and gains.seed.tolist() == [0, 1]
+    assert gains.gain.round(6).tolist() == [0.3, 0.1]
