@@ -36,11 +36,16 @@ lock:
 
 venv: $(STAMP)
 
+# The suite runs in TEST_WORKERS pytest-xdist processes (one per core; 0 runs it in this process), grouped
+# so that the smoke book and each module's fixtures are built once (tests/conftest.py).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # COMPENDIUM_REPO_URL (e.g. https://github.com/you/skill-neurons-compendium) adds the repository, Binder and
 # Colab buttons; unset, the book has none (see lib/book_config.py). COMPENDIUM_REPO_BRANCH defaults to main.

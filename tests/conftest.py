@@ -17,17 +17,31 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE_DATA = Path(__file__).parent / "fixtures" / "data"
 SHARED_DATA = Path(os.environ.get("COMPENDIUM_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# `make test` runs the suite in pytest-xdist workers, one per core: each worker (and what it starts) then
+# computes on one thread, so that two workers do not fight over two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # Fixtures that execute the whole smoke book (minutes): a test that asks for one is slow, marked or not,
 # so `make test-fast` (-m "not slow") never pulls them in.
 BOOK_FIXTURES = frozenset({"smoke_run", "built_book"})
+BOOK_GROUP = "smoke book"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
+    """Mark book tests slow, and give every test its pytest-xdist group (`--dist loadgroup`): the book's
+    tests share one worker, so the smoke book is executed once; other tests stay with their module, so a
+    module-scoped fixture (a tuned prompt, a smoke run) is built once. A test's own `xdist_group` mark wins
+    (a long parametrized test spread over the workers)."""
     for item in items:
-        if BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+        book = bool(BOOK_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if book:
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(BOOK_GROUP if book else item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")

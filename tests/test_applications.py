@@ -136,6 +136,7 @@ def test_a_speed_up_counts_only_where_the_pruned_model_keeps_its_accuracy():
     assert kept.kept_accuracy.tolist() == pytest.approx([0.975, 0.9375]), "the re-tuned accuracy counts where measured"
 
 
+@pytest.mark.slow  # tunes and prunes on the smoke profile; make test-fast leaves it out
 def test_pruning_table_on_the_smoke_profile(smoke):
     exp, cfg = smoke
     table = pruning_table(exp, cfg)
@@ -162,6 +163,7 @@ def test_pruning_table_on_the_smoke_profile(smoke):
     pd.testing.assert_frame_equal(table.reset_index(drop=True), again, check_dtype=False)
 
 
+@pytest.mark.slow  # tunes weights three ways; make test-fast leaves it out
 def test_weight_tuning_tables_on_the_smoke_profile(smoke):
     exp, cfg = smoke
     mt = model_tuning_table(exp, cfg)

@@ -12,6 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow  # every benchmark script, tiny: make test-fast leaves them out
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 HAVE_PEFT = importlib.util.find_spec("peft") is not None

@@ -40,6 +40,7 @@ def _tiny_notebook(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # executes a notebook in a kernel; make test-fast leaves it out
 def test_an_undeclared_parameter_fails_the_chapter_before_any_work(tmp_path):
     proc = _papermill(tmp_path, REPO / "notebooks" / "suppression.ipynb", "-p", "top_fraction", "0.05")
     assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -51,6 +52,7 @@ def test_an_undeclared_parameter_fails_the_chapter_before_any_work(tmp_path):
     assert len(failed) == 1 and "setup(profile, results_dir, overrides)" in failed[0].source
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_declared_parameters_pass_and_undeclared_ones_fail(tmp_path):
     notebook = _tiny_notebook(tmp_path)
     ok = _papermill(tmp_path, notebook, "-p", "threshold", "0.7", "-p", "name", "y")

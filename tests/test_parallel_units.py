@@ -5,6 +5,7 @@ files, bit for bit, as tuning them in order in one process with the same number 
 """
 from pathlib import Path
 
+import pytest
 import torch
 
 from lib.parallel_units import run_units, units_for
@@ -39,6 +40,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return out
 
 
+@pytest.mark.slow  # two processes tune side by side; make test-fast leaves it out
 def test_units_side_by_side_equal_units_one_after_another(tmp_path):
     side = Spec("smoke", OVERRIDES, STUDY, results=str(tmp_path / "side"), reuse=())
     seq = Spec("smoke", OVERRIDES, STUDY, results=str(tmp_path / "seq"), reuse=())

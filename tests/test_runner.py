@@ -193,6 +193,7 @@ def test_a_stale_failure_is_removed_when_the_notebook_is_skipped_or_succeeds(tri
     assert not (out / "panda.failed.ipynb").exists()
 
 
+@pytest.mark.slow  # interrupts a real kernel; make test-fast leaves it out
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_says_one_line_and_marks_the_notebook_interrupted(tmp_path, sig):
     import signal

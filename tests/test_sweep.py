@@ -13,6 +13,7 @@ from lib.prompt import load_prompt
 from lib.sweep import plan, run_ray, run_sequential, run_slurm
 from lib.units import Spec, list_units
 
+pytestmark = pytest.mark.slow  # a Ray cluster and submitit jobs: make test-fast leaves them out
 
 
 def _runs(root: Path) -> dict[str, Path]:

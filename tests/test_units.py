@@ -65,6 +65,7 @@ def test_unit_ids_round_trip_and_bad_units_are_refused(capsys):
     assert main(["--profile", "smoke", "--unit", "tune/synthetic/seed0", "--seed", "0"]) == 1
 
 
+@pytest.mark.slow  # runs the units CLI twice; make test-fast leaves it out
 def test_running_a_unit_twice_is_a_no_op_the_second_time(tmp_path):
     first = _cli("--profile", "smoke", "--results", str(tmp_path), "--task", "synthetic", "--seed", "0",
                  "--threads", "1")
@@ -130,6 +131,7 @@ def _opened(pid: int, path: Path) -> bool:
         return False
 
 
+@pytest.mark.slow  # two processes race for a lock; make test-fast leaves it out
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to see who waits on the lock")
 def test_two_processes_asked_for_one_unit_run_it_once(tmp_path):
     spec = Spec("smoke", results=str(tmp_path), reuse=())
