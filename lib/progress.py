@@ -13,6 +13,10 @@ import os
 import time
 
 ENV = "COMPENDIUM_PROGRESS_LOG"
+# Where the results store notes each table or tensor file it reused or computed; the runner sets it per
+# chapter and prints the counts, so a re-run says how much of it came from the cache.
+CACHE_ENV = "COMPENDIUM_CACHE_LOG"
+CACHE_OUTCOMES = ("reused", "computed")
 
 
 def report(message: str) -> None:
@@ -25,3 +29,32 @@ def report(message: str) -> None:
             fh.write(f"{time.strftime('%H:%M:%S')} {message.strip()}\n")
     except OSError:  # progress is a courtesy; never fail the work because the log cannot be written
         pass
+
+
+def cache_event(outcome: str, what: str) -> None:
+    """Note that the results store `outcome` ('reused' or 'computed') `what` (a table, a tensor file), in the
+    file named by $COMPENDIUM_CACHE_LOG; without the variable, nothing."""
+    if outcome not in CACHE_OUTCOMES:
+        raise ValueError(f"cache outcome must be one of {', '.join(CACHE_OUTCOMES)}, got {outcome!r}")
+    path = os.environ.get(CACHE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{outcome}\t{what}\n")
+    except OSError:  # a courtesy, like `report`
+        pass
+
+
+def cache_counts(path: str | os.PathLike) -> dict[str, int]:
+    """How many events of each outcome the file holds ({'reused': n, 'computed': m})."""
+    counts = dict.fromkeys(CACHE_OUTCOMES, 0)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                outcome = line.split("\t", 1)[0]
+                if outcome in counts:
+                    counts[outcome] += 1
+    except OSError:
+        pass
+    return counts

@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .io import read_json, write_json, write_text
 from .parameters import merge_injected_parameters, parse_overrides
 from .paths import REPO, portable
+from .progress import CACHE_ENV, cache_counts
 from .progress import ENV as PROGRESS_ENV
 
 TEMPLATES = REPO / "notebooks"
@@ -243,7 +244,8 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
         _say(progress, f"[{i}/{len(names)}] {name}: running ({why})" if why else f"[{i}/{len(names)}] {name}: running")
         t0 = time.perf_counter()
         try:
-            with _KernelStderrTo(out / ".runinfo" / f"{name}.kernel.log"), _ProgressEcho(name if progress else None):
+            with _KernelStderrTo(out / ".runinfo" / f"{name}.kernel.log"), _ProgressEcho(name if progress else None), \
+                    _CacheTally() as tally:
                 pm.execute_notebook(str(template), str(partial), parameters=params, cwd=str(REPO),
                                     kernel_name="python3", progress_bar=False, log_output=False, report_mode=False)
         except BaseException as exc:  # the partial notebook stays for inspection, its paths scrubbed too
@@ -274,7 +276,7 @@ def run_profile(profile: str, out_dir: str | Path | None = None, *, results_dir:
                   "machine": machine(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json(info, record)
         records.append(record)
-        _say(progress, f"[{i}/{len(names)}] {name}: done in {seconds:.1f} s")
+        _say(progress, f"[{i}/{len(names)}] {name}: done in {seconds:.1f} s ({tally.sentence()})")
     write_summary(out, prof.name, results / prof.name)
     if _is_the_lab_run(profile, out, results, names, templates) and any(r["status"] == "ran" for r in records):
         from .lab_record import write_lab_record
@@ -368,6 +370,32 @@ class _KernelStderrTo:
 def _say(enabled: bool, message: str) -> None:
     if enabled:
         print(message, file=_console(), flush=True)
+
+
+class _CacheTally:
+    """While a notebook runs, point $COMPENDIUM_CACHE_LOG (inherited by the kernel) at a temporary file where
+    the results store notes each table and tensor file it reused or computed (`lib.progress.cache_event`);
+    afterwards `counts` holds how many of each, for the console."""
+
+    def __enter__(self) -> "_CacheTally":
+        fd, self.path = tempfile.mkstemp(prefix="compendium-cache-", suffix=".log")
+        os.close(fd)
+        self.previous = os.environ.get(CACHE_ENV)
+        os.environ[CACHE_ENV] = self.path
+        self.counts = {"reused": 0, "computed": 0}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.counts = cache_counts(self.path)
+        if self.previous is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = self.previous
+        os.unlink(self.path)
+
+    def sentence(self) -> str:
+        reused, computed = self.counts["reused"], self.counts["computed"]
+        return f"tables and tensor files: {reused} reused, {computed} computed"
 
 
 class _ProgressEcho:

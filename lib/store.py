@@ -42,6 +42,7 @@ import torch
 from .code_identity import version
 from .errors import CheckpointError
 from .io import read_json, read_tensors, write_json, write_tensors, write_text
+from .progress import cache_event
 
 KEY_CHARS = 16
 
@@ -111,13 +112,16 @@ class ResultsStore:
             if csv.is_file() and meta.is_file():
                 key = _table_key(csv, meta)
                 if key.get("key") == stamp:
-                    return _read_table(csv, meta, key.get("sha256"))
+                    table = _read_table(csv, meta, key.get("sha256"))
+                    cache_event("reused", f"table {name}")
+                    return table
         t0 = time.perf_counter()
         table = compute()
         csv = self.root / "tables" / f"{name}.csv"
         write_text(csv, table.to_csv(index=False))
         write_json(csv.with_suffix(".json"), {"key": stamp, "code": code_version(), "sha256": _sha256(csv.read_bytes()),
                                               "seconds": round(time.perf_counter() - t0, 1), "config": config})
+        cache_event("computed", f"table {name}")
         return table
 
     # --- tensor files (neuron scores) -------------------------------------------------------------
@@ -135,15 +139,18 @@ class ResultsStore:
                                               f"metadata (changed or cut short since it was written); "
                                               f"{_recompute(path)}")
                     try:
-                        return read_tensors(path)
+                        tensors = read_tensors(path)
                     except CheckpointError as exc:
                         raise CheckpointError(f"{exc}; {_recompute(path)}") from None
+                    cache_event("reused", f"tensors {Path(rel).as_posix()}")
+                    return tensors
         tensors = compute()
         from safetensors.torch import save
 
         cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         _, data = _safetensors_parts(self.root / rel, save(cpu))  # the data bytes do not depend on the metadata
         write_tensors(self.root / rel, cpu, metadata={"key": stamp, "code": code_version(), "sha256": _sha256(data)})
+        cache_event("computed", f"tensors {Path(rel).as_posix()}")
         return tensors
 
 

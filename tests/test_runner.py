@@ -446,3 +446,18 @@ def test_a_no_op_rerun_leaves_every_file_as_it_was(tmp_path):
     assert [r["status"] for r in records] == ["skipped"]
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.name.endswith(".kernel.log")}
     assert after == before
+
+
+def test_the_console_says_how_many_tables_a_chapter_reused_and_computed(tmp_path, capsys):
+    """Issue 27: a re-executed chapter says whether its tables came from the cache (here: the first run
+    computes the one table, a re-run with other overrides reuses it, since the table's key ignores them)."""
+    body = ("import pandas as pd\nfrom lib.store import ResultsStore\n"
+            "ResultsStore(results_dir + '/t').table('demo', {'a': 1}, lambda: pd.DataFrame({'x': [1]}))")
+    templates = _template(tmp_path / "templates", body=body)
+    kwargs = dict(results_dir=tmp_path / "results", only=["panda"], templates=templates)
+    runner.run_profile("smoke", tmp_path / "out", **kwargs)
+    assert "panda: done in" in (err := capsys.readouterr().err) and \
+        "(tables and tensor files: 0 reused, 1 computed)" in err, err
+    runner.run_profile("smoke", tmp_path / "out", overrides={"seeds": [0]}, **kwargs)
+    assert "(tables and tensor files: 1 reused, 0 computed)" in (err := capsys.readouterr().err), err
+    assert "COMPENDIUM_CACHE_LOG" not in os.environ, "the variable is the runner's own, for one chapter"

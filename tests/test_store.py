@@ -183,3 +183,22 @@ def test_cached_only_reads_a_cached_table_and_refuses_to_compute_one(tmp_path):
         with pytest.raises(NotCached):
             st.table("t", {"k": 2}, compute)  # another key is another table
     assert calls == [1] and "table" not in vars(st), "the store is restored"
+
+
+def test_the_store_notes_what_it_reused_and_computed_where_the_runner_asks(tmp_path, monkeypatch):
+    from lib.progress import CACHE_ENV, cache_counts, cache_event
+
+    log = tmp_path / "cache.log"
+    s = ResultsStore(tmp_path / "r")
+    s.table("t", {"a": 1}, lambda: pd.DataFrame({"x": [1]}))  # no variable: nothing noted anywhere
+    monkeypatch.setenv(CACHE_ENV, str(log))
+    s.table("t", {"a": 1}, lambda: pd.DataFrame({"x": [1]}))
+    s.table("t", {"a": 2}, lambda: pd.DataFrame({"x": [2]}))
+    s.tensors("n/x.safetensors", {"b": 1}, lambda: {"w": torch.ones(2)})
+    s.tensors("n/x.safetensors", {"b": 1}, lambda: {"w": torch.zeros(2)})
+    assert log.read_text().splitlines() == ["reused\ttable t", "computed\ttable t", "computed\ttensors n/x.safetensors",
+                                            "reused\ttensors n/x.safetensors"]
+    assert cache_counts(log) == {"reused": 2, "computed": 2}
+    assert cache_counts(tmp_path / "missing.log") == {"reused": 0, "computed": 0}
+    with pytest.raises(ValueError, match="cache outcome must be one of reused, computed, got 'hit'"):
+        cache_event("hit", "table t")
