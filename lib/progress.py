@@ -19,16 +19,22 @@ CACHE_ENV = "COMPENDIUM_CACHE_LOG"
 CACHE_OUTCOMES = ("reused", "computed")
 
 
-def report(message: str) -> None:
-    """Append `message` (one line, timestamped) to the progress log named by $COMPENDIUM_PROGRESS_LOG."""
-    path = os.environ.get(ENV)
+def _append(variable: str, line: str) -> None:
+    """Append one line to the file named by the environment `variable`; without it, nothing. A courtesy:
+    never fail the work because the file cannot be written."""
+    path = os.environ.get(variable)
     if not path:
         return
     try:
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"{time.strftime('%H:%M:%S')} {message.strip()}\n")
-    except OSError:  # progress is a courtesy; never fail the work because the log cannot be written
+            fh.write(line + "\n")
+    except OSError:
         pass
+
+
+def report(message: str) -> None:
+    """Append `message` (one line, timestamped) to the progress log named by $COMPENDIUM_PROGRESS_LOG."""
+    _append(ENV, f"{time.strftime('%H:%M:%S')} {message.strip()}")
 
 
 def cache_event(outcome: str, what: str) -> None:
@@ -36,14 +42,7 @@ def cache_event(outcome: str, what: str) -> None:
     file named by $COMPENDIUM_CACHE_LOG; without the variable, nothing."""
     if outcome not in CACHE_OUTCOMES:
         raise ValueError(f"cache outcome must be one of {', '.join(CACHE_OUTCOMES)}, got {outcome!r}")
-    path = os.environ.get(CACHE_ENV)
-    if not path:
-        return
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(f"{outcome}\t{what}\n")
-    except OSError:  # a courtesy, like `report`
-        pass
+    _append(CACHE_ENV, f"{outcome}\t{what}")
 
 
 def cache_counts(path: str | os.PathLike) -> dict[str, int]:
