@@ -36,10 +36,11 @@ lock:
 
 venv: $(STAMP)
 
-# The suite runs in TEST_WORKERS pytest-xdist processes (one per core; 0 runs it in this process), grouped
-# so that the smoke book and each module's fixtures are built once (tests/conftest.py).
+# The suite runs in TEST_WORKERS pytest-xdist processes (one per core; 0 runs it in this process), each test
+# file on one worker so that its fixtures are built once; the smoke book is executed once for all of them
+# (tests/conftest.py).
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
