@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import BOOK_FIXTURES
 
 TESTS = Path(__file__).resolve().parent
@@ -23,6 +25,7 @@ def _tests_using_the_book() -> set[str]:
     return found
 
 
+@pytest.mark.slow  # collects the whole suite in a subprocess; the full suite runs it
 def test_the_fast_suite_never_executes_the_smoke_book():
     book_tests = _tests_using_the_book()
     assert "tests/test_probe.py::test_probe_table_on_the_smoke_profile" in book_tests, "the scan finds them"

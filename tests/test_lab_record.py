@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from lib import runner
 from lib.lab_record import PAGE, lab_record_markdown
@@ -61,6 +62,7 @@ def test_the_teaching_page_includes_the_committed_record():
     assert "```{include} class_run.md" in (REPO / "book" / "teaching.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # builds HTML pages; make test-fast leaves it out
 def test_the_class_run_becomes_html_pages_students_can_open(tmp_path):
     """The book with the run's chapters in place of its own; chapters the run left out are not listed."""
     import shutil

@@ -138,6 +138,7 @@ def trivial_run(tmp_path_factory):
         mp.undo()
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_a_run_with_overrides_leaves_the_book_alone(trivial_run, capfd):
     root, templates, _ = trivial_run
     book = REPO / "book" / "experiments" / "panda.ipynb"
@@ -173,6 +174,7 @@ def test_a_run_with_overrides_leaves_the_book_alone(trivial_run, capfd):
     assert not list(out.glob(".*.tmp")), "written atomically"
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_a_stale_failure_is_removed_when_the_notebook_is_skipped_or_succeeds(trivial_run):
     root, templates, _ = trivial_run
     out = root / "out"
@@ -228,6 +230,7 @@ def test_an_interrupted_run_says_one_line_and_marks_the_notebook_interrupted(tmp
     assert not (out / "panda.interrupted.ipynb").exists() and not (out / "panda.failed.ipynb").exists()
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_the_cli_prints_where_everything_went(trivial_run, capsys, monkeypatch):
     root, templates, _ = trivial_run
     real = runner.run_profile
@@ -240,6 +243,7 @@ def test_the_cli_prints_where_everything_went(trivial_run, capsys, monkeypatch):
 
 
 # --- --help and the reproducibility page ---------------------------------------------------------
+@pytest.mark.slow  # runs the command line, which imports every chapter; make test-fast leaves it out
 def test_fields_lists_every_overridable_field_and_help_says_where():
     proc = subprocess.run([sys.executable, "-m", "lib.runner", "--help"], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
@@ -289,6 +293,7 @@ def test_the_command_lines_profile_names_are_the_catalogs():
     assert sorted(runner.PROFILE_NAMES) == sorted(PROFILES)
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_the_visible_parameters_cell_is_the_one_that_counts(tmp_path):
     """A reader edits the parameters cell of an executed notebook and runs it where it lies (Run all):
     the banner shows the edited values, not the ones papermill injected when the book was built."""
@@ -311,6 +316,7 @@ def test_the_visible_parameters_cell_is_the_one_that_counts(tmp_path):
     assert "seeds [1]" in nb.cells[-1].outputs[-1]["text"]
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_re_executing_an_unchanged_chapter_rewrites_the_same_bytes(tmp_path):
     """No timestamps, no random ids: a chapter re-run whose outputs did not change leaves git status clean."""
     body = ("import pandas as pd\nfrom lib.notebook import table\n"
@@ -420,6 +426,7 @@ def test_the_console_says_why_a_notebook_runs_again():
     assert runner.changed_inputs(None, now) == "no record of its inputs from an earlier run"
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_a_rerun_names_what_changed(tmp_path, capsys):
     templates = _template(tmp_path / "templates")
     kwargs = dict(results_dir=tmp_path / "results", only=["panda"], templates=templates)
@@ -434,6 +441,7 @@ def test_a_rerun_names_what_changed(tmp_path, capsys):
                                                                                                    "parameters", "lib"}
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_a_no_op_rerun_leaves_every_file_as_it_was(tmp_path):
     """Nothing changed: the notebook is skipped and no file under the output folder is rewritten differently
     (notebook, .runinfo record, run summary), so `git status` stays clean for the book's own folders."""
@@ -448,6 +456,7 @@ def test_a_no_op_rerun_leaves_every_file_as_it_was(tmp_path):
     assert after == before
 
 
+@pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_the_console_says_how_many_tables_a_chapter_reused_and_computed(tmp_path, capsys):
     """Issue 27: a re-executed chapter says whether its tables came from the cache (here: the first run
     computes the one table, a re-run with other overrides reuses it, since the table's key ignores them)."""

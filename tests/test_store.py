@@ -136,6 +136,7 @@ def test_written_files_follow_the_umask(tmp_path):
     assert mode == 0o666 & ~mask
 
 
+@pytest.mark.slow  # one fresh interpreter per module; make test-fast leaves it out
 @pytest.mark.parametrize("module", ["lib.experiments", "lib.chapters", "lib.transfer_study", "lib.notebook"])
 def test_test_bed_is_not_imported_by_production_code(module):
     import subprocess

@@ -31,6 +31,7 @@ def _files(root: Path) -> dict[str, tuple[int, bytes]]:
             for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 
+@pytest.mark.slow  # runs the units command line; make test-fast leaves it out
 def test_list_prints_every_unit_of_a_profile():
     proc = _cli("--profile", "smoke", "--list")
     assert proc.returncode == 0, proc.stderr
