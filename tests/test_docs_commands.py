@@ -42,6 +42,7 @@ EVERY_NOTEBOOK = "tests/test_book.py::test_every_notebook_executes (every notebo
 COMMANDS: dict[str, str] = {
     "make test": "CI: .ci/run runs `make test`",
     "make test-fast": "CI: `make test` runs the same tests and the slow ones",
+    "TEST_WORKERS=4 make test": "CI: .ci/run runs `make test` with the default TEST_WORKERS=2 (pytest-xdist's -n)",
     "make book": "tests/test_book.py::test_book_builds_with_warnings_as_errors and "
                  "tests/test_runner.py::test_launch_buttons_follow_the_repository_url",
     "COMPENDIUM_REPO_URL=https://github.com/<owner>/skill-neurons-compendium make book":
