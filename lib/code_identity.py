@@ -13,9 +13,12 @@ qualifiers that name a module of this package dropped (`tuning.tune_prompt(...)`
 Module names, file paths and import lines appear nowhere, so moving a definition into another module,
 renaming or splitting a module changes no identity; editing a reachable definition changes it.
 
-What "reachable" over-approximates: an attribute `x.f` reaches every definition named `f` (a method of
-any class, a function of any module), because which object `x` is cannot be told without running the
-code. Over-reaching only means an unrelated edit recomputes; it never leaves a result stale.
+What "reachable" over-approximates, so that it never misses code that runs: a class reaches every method it
+defines (frameworks call methods by name where our code does not: torch's `forward`); `x.f` reaches the
+methods named `f` of `x`'s annotated class and its relatives, or of every class when `x`'s class is unknown
+or not ours. Over-reaching only means an unrelated edit recomputes; it never leaves a result stale. What it
+cannot see: a method called through a name built at run time (`getattr(obj, name)()`); lib's `getattr`
+calls read dataclass fields and library configurations only (checked by hand when this was written).
 
 Modules whose code never changes a result's content (the cache itself, the runner, progress lines,
 input checks) declare `CACHE_NEUTRAL = True`; their definitions are not reached.
@@ -65,13 +68,13 @@ FAMILIES: Mapping[str, tuple[str, ...]] = {
 # keys moved to identities, after checking that no computation differed: the move re-keyed nothing.
 # Add an entry only after such a check (a refactor whose outputs are proven unchanged); never otherwise.
 LEGACY: Mapping[str, Mapping[str, str]] = {
-    "cached results": {"573a4ca79577fcbf": "0fc1b206ae3c7256"},
-    "prompts": {"61d06f4e1f285819": "9ba9de1a2819efd1"},
-    "applications": {"d48c911837b6cc2b": "2cfb6e0fafd6036c"},
-    "evidence": {"57bcd173e40baf73": "b6bc2533a9ab9168"},
-    "controls": {"99c0750b3d31d261": "0ca257c45eab7173"},
-    "probe": {"3ac4344bfaa53b4b": "0d5f5906e1aeb25d"},
-    "label permutation": {"cfe6b6d1968e5003": "d75aaf720a30bd91"},
+    "cached results": {"092adcba9bec027d": "0fc1b206ae3c7256"},
+    "prompts": {"71e298fd6dace91e": "9ba9de1a2819efd1"},
+    "applications": {"ee8ff07e9e1421c7": "2cfb6e0fafd6036c"},
+    "evidence": {"77411eb254ad5d32": "b6bc2533a9ab9168"},
+    "controls": {"004a759dab628f74": "0ca257c45eab7173"},
+    "probe": {"76290dd28ed8a953": "0d5f5906e1aeb25d"},
+    "label permutation": {"93bb3a58d9a2f67c": "d75aaf720a30bd91"},
 }
 
 
@@ -258,9 +261,10 @@ def module_definitions(path: Path, package: Path = PACKAGE) -> list[Definition]:
     """The definitions of one module (none for a `CACHE_NEUTRAL` one).
 
     A class is split into its header (decorators, bases, class attributes, fields) and one definition per
-    method: naming the class reaches its header and its special methods (`__init__`, `__call__`, ... run
-    without being named); `obj.method` reaches the methods of that name (of `obj`'s class and its relatives
-    when its annotation says which, else of every class), each with its class's header.
+    method: naming the class reaches its header and every method it defines (an object, once built, may have
+    any method called without the method's name in our code: `__init__`, or torch's `forward`);
+    `obj.method` reaches the methods of that name (of `obj`'s class and its relatives when its annotation
+    names a class of the package, else of every class), each with its class's header.
     """
     source = path.read_text(encoding="utf-8")
     tree = ast.parse(source)
@@ -282,8 +286,10 @@ def module_definitions(path: Path, package: Path = PACKAGE) -> list[Definition]:
             out += [Definition(name, text, frozenset(refs), frozenset(attrs), where=where) for name in names]
             continue
         methods = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-        special = {(where, f"{node.name}.{m.name}") for m in methods if m.name.startswith("__") and m.name.endswith("__")}
-        header_refs, header_attrs = set(special), set()
+        # an object, once built, may have any method called without its name in our code (`__init__`, or
+        # torch calling `forward` through `__call__`): the class reaches every method it defines
+        every_method = {(where, f"{node.name}.{m.name}") for m in methods}
+        header_refs, header_attrs = set(every_method), set()
         for part in [*node.decorator_list, *node.bases, *node.keywords, *[n for n in node.body if n not in methods]]:
             refs, attrs = _uses(part, where, own, imported, modules, node.name)
             header_refs |= refs
@@ -333,8 +339,8 @@ class Index:
         unknown (""). Data attributes reach nothing: their values come from where the object was built."""
         if not cls:
             return list(self.by_method.get(attr, ()))
-        if cls not in self.by_name:
-            return []  # a class from outside the package (torch.Tensor, pd.DataFrame): not our code
+        if cls not in self.by_name:  # a class from outside the package (nn.Module, pd.DataFrame): the object
+            return list(self.by_method.get(attr, ()))  # may still be one of ours that overrides `attr`
         return [d for c in self.related(cls) for d in self.by_name.get(f"{c}.{attr}", ())]
 
 

@@ -72,8 +72,6 @@ def test_documentation_and_unreached_code_do_not_change_the_identity(tmp_path):
     documented = A.replace('"""The root: what a cached result is."""', '"""Longer: $y = h(x) + 2x$.\n\n    Two lines."""')
     assert identity(tmp_path, {"a.py": documented.replace("# a comment", ""), "b.py": B, "talk.py": NEUTRAL}) == base
     assert identity(tmp_path, {"a.py": A.replace("return 7", "return 8"), "b.py": B, "talk.py": NEUTRAL}) == base
-    assert identity(tmp_path, {"a.py": A, "b.py": B.replace("return 0", "return 1"), "talk.py": NEUTRAL}) == base, \
-        "a method nobody calls is not reached"
     assert identity(tmp_path, {"a.py": A, "b.py": B, "talk.py": NEUTRAL.replace("return x", "return 2 * x")}) == base
 
 
@@ -98,6 +96,39 @@ def test_editing_reached_code_changes_the_identity(tmp_path):
     assert identity(tmp_path, {"a.py": A, "b.py": B.replace("self.k = k", "self.k = -k")}) != base, \
         "a constructor runs without being named"
     assert identity(tmp_path, {"a.py": A.replace("Scale(2)", "Scale(3)"), "b.py": B}) != base
+
+
+def test_a_class_the_root_builds_reaches_every_method(tmp_path):
+    """Frameworks call methods by name where our code does not (torch calls `forward` through `__call__`):
+    building an object reaches all of its class's methods, named in our code or not."""
+    base = identity(tmp_path, {"a.py": A, "b.py": B})
+    assert identity(tmp_path, {"a.py": A, "b.py": B.replace("return 0", "return 1")}) != base
+    torch_like = '''import torch
+
+
+class Head(torch.nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def compute(x):
+    return Head()(x)
+'''
+    base = identity(tmp_path, {"a.py": torch_like})
+    assert identity(tmp_path, {"a.py": torch_like.replace("2 * x", "3 * x")}) != base
+
+
+def test_a_method_called_on_an_outside_class_reaches_our_overrides(tmp_path):
+    """`m: nn.Module` may hold one of our modules: `m.forward` reaches every `forward` of ours."""
+    root = '''from torch import nn
+
+
+def compute(m: nn.Module, x):
+    return m.forward(x)
+'''
+    ours = "class Mine:\n    def forward(self, x):\n        return x + 1\n"
+    base = identity(tmp_path, {"a.py": root, "mine.py": ours})
+    assert identity(tmp_path, {"a.py": root, "mine.py": ours.replace("x + 1", "x + 2")}) != base
 
 
 def test_a_method_reached_through_an_annotation_includes_subclasses(tmp_path):
