@@ -242,11 +242,15 @@ def _uses(node: ast.AST, where: str, own: set[str], imported: Mapping[str, tuple
     return refs, attrs
 
 
+def _first_line(node: ast.stmt) -> int:
+    """Where a statement starts, its decorators included."""
+    return min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+
+
 def _text(lines: list[str], node: ast.stmt, qualifiers: list[re.Pattern], skip: Iterable[ast.stmt] = ()) -> str:
     """Normalised source of `node` (its decorators included), leaving out the lines of the nodes in `skip`."""
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-    gone = {i for n in skip for i in range(min([n.lineno] + [d.lineno for d in getattr(n, "decorator_list", [])]),
-                                           n.end_lineno + 1)}
+    first = _first_line(node)
+    gone = {i for n in skip for i in range(_first_line(n), n.end_lineno + 1)}
     source = "\n".join(line if i not in gone else "" for i, line in enumerate(lines[first - 1:node.end_lineno], first))
     try:
         text = code_text(source)

@@ -372,6 +372,16 @@ def _say(enabled: bool, message: str) -> None:
         print(message, file=_console(), flush=True)
 
 
+def _set_env(name: str, value: str | None) -> str | None:
+    """Set (or, with None, remove) an environment variable the notebook kernels inherit; the previous value."""
+    previous = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    return previous
+
+
 class _CacheTally:
     """While a notebook runs, point $COMPENDIUM_CACHE_LOG (inherited by the kernel) at a temporary file where
     the results store notes each table and tensor file it reused or computed (`lib.progress.cache_event`);
@@ -380,17 +390,13 @@ class _CacheTally:
     def __enter__(self) -> "_CacheTally":
         fd, self.path = tempfile.mkstemp(prefix="compendium-cache-", suffix=".log")
         os.close(fd)
-        self.previous = os.environ.get(CACHE_ENV)
-        os.environ[CACHE_ENV] = self.path
+        self.previous = _set_env(CACHE_ENV, self.path)
         self.counts = {"reused": 0, "computed": 0}
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.counts = cache_counts(self.path)
-        if self.previous is None:
-            os.environ.pop(CACHE_ENV, None)
-        else:
-            os.environ[CACHE_ENV] = self.previous
+        _set_env(CACHE_ENV, self.previous)
         os.unlink(self.path)
 
     def sentence(self) -> str:
@@ -410,10 +416,8 @@ class _ProgressEcho:
     def __enter__(self) -> "_ProgressEcho":
         fd, self.path = tempfile.mkstemp(prefix="compendium-progress-", suffix=".log")
         os.close(fd)
-        self.previous = os.environ.get(PROGRESS_ENV)
-        os.environ[PROGRESS_ENV] = self.path
-        self.batch = os.environ.get(BATCH_ENV)
-        os.environ[BATCH_ENV] = "1"  # tells notebooks there is no front end (the explorer's widgets wait for one)
+        self.previous = _set_env(PROGRESS_ENV, self.path)
+        self.batch = _set_env(BATCH_ENV, "1")  # tells notebooks there is no front end (the explorer's widgets wait for one)
         self.thread = threading.Thread(target=self._echo, daemon=True)
         self.thread.start()
         return self
@@ -433,12 +437,8 @@ class _ProgressEcho:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
-        if self.batch is None:
-            os.environ.pop(BATCH_ENV, None)
-        if self.previous is None:
-            os.environ.pop(PROGRESS_ENV, None)
-        else:
-            os.environ[PROGRESS_ENV] = self.previous
+        _set_env(BATCH_ENV, self.batch)
+        _set_env(PROGRESS_ENV, self.previous)
         os.unlink(self.path)
 
 
