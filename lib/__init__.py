@@ -4,6 +4,8 @@ Modules, one job each:
 - `tasks`: the task registry (types, labels, verbalizers, hub ids, local files, adversarial links);
 - `formats`, `data`: readers for the real file formats, and train/dev/test splits in canonical form;
 - `models`: frozen backbones (masked LM, tied encoder, T5) that compute only the verbalizer logits;
+- `families`: one class per model family (encoder MLM, encoder-decoder) holding every rule that differs
+  between them: label-word token ids, where the prompt and the readout slot go, which module is the FFN neuron;
 - `prompt`: soft-prompt initialisation and safetensors files;
 - `tuning`, `evaluation`: resumable prompt tuning, accuracy and macro-F1 on any task;
 - `hooks`: context managers that record or perturb FFN activations;

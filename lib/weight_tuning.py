@@ -53,7 +53,6 @@ from .validation import check_fields, check_overrides
 
 METHODS = ("bitfit", "adapter", "lora", "full")
 DEFAULT_LR = {"bitfit": 1e-3, "adapter": 1e-3, "lora": 1e-3, "full": 2e-5}
-LORA_TARGETS = {"t5": ["q", "v"], "mlm": ["query", "value"]}  # by Backbone.family
 WEIGHTS_FILE = "weights.safetensors"
 
 
@@ -140,7 +139,7 @@ class WeightTuneResult:
 def slot_prompt(backbone: Backbone) -> torch.Tensor:
     """The empty 'prompt' of weight tuning: the `<mask>` slot alone for masked LMs (its row is replaced
     by the `<mask>` embedding at every forward pass, so its values do not matter), no rows for T5."""
-    return torch.zeros(0 if backbone.head == "t5" else 1, backbone.embed_dim)
+    return torch.zeros(backbone.rules.slot_rows, backbone.embed_dim)
 
 
 def evaluate_tuned(backbone: Backbone, task: str | Task, data: pd.DataFrame | Encoded, **kw: Any) -> EvalResult:
@@ -174,8 +173,8 @@ def prepare(backbone: Backbone, cfg: WeightTuneConfig) -> tuple[Backbone, dict[s
             from peft import LoraConfig, inject_adapter_in_model
         except ImportError:
             raise ConfigError("method 'lora' needs PEFT, a dependency of this project: pip install peft") from None
-        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS[backbone.family],
-                          lora_dropout=0.0)
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                          target_modules=list(backbone.rules.lora_targets), lora_dropout=0.0)
         device = backbone.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)  # PEFT draws lora_A from the global RNG: make it the seed's, restore after
@@ -183,7 +182,7 @@ def prepare(backbone: Backbone, cfg: WeightTuneConfig) -> tuple[Backbone, dict[s
     elif cfg.method == "adapter":
         from .adapters import add_adapters
 
-        add_adapters(model, backbone.family, cfg.adapter_placement, cfg.adapter_reduction, seed=cfg.seed)
+        add_adapters(model, backbone.rules, cfg.adapter_placement, cfg.adapter_reduction, seed=cfg.seed)
     # Backbone() puts every module in eval mode and freezes every parameter (PEFT leaves its new modules
     # in training mode); then only the method's parameters are unfrozen
     tuned = Backbone(model, backbone.tokenizer, backbone.head, f"{backbone.name}+{cfg.method}",
