@@ -67,14 +67,20 @@ FAMILIES: Mapping[str, tuple[str, ...]] = {
 # hashes of lib/store.py and friends on 2026-12-03 (code_version 0fc1b206ae3c7256), recorded once when
 # keys moved to identities, after checking that no computation differed: the move re-keyed nothing.
 # Add an entry only after such a check (a refactor whose outputs are proven unchanged); never otherwise.
+# The second entry of each family: the one training loop (lib/training_loop.py, lib/batching.py) that prompt
+# and weight tuning share since branch one-loop; proven by a golden run at f413a10 and after the move
+# (/work/golden_loop/golden.py: sha256 of the prompts, weights, checkpoints, metrics, config.json, progress
+# lines and error messages of tune_prompt and tune_weights on tiny BERT/RoBERTa/T5 (every method, killed and
+# resumed, early stopping, PANDA, transfer, epoch budgets, divergence), the projector, and a real MiniLM run:
+# identical, the code version in signatures aside).
 LEGACY: Mapping[str, Mapping[str, str]] = {
-    "cached results": {"092adcba9bec027d": "0fc1b206ae3c7256"},
-    "prompts": {"71e298fd6dace91e": "9ba9de1a2819efd1"},
-    "applications": {"ee8ff07e9e1421c7": "2cfb6e0fafd6036c"},
-    "evidence": {"77411eb254ad5d32": "b6bc2533a9ab9168"},
-    "controls": {"004a759dab628f74": "0ca257c45eab7173"},
-    "probe": {"76290dd28ed8a953": "0d5f5906e1aeb25d"},
-    "label permutation": {"93bb3a58d9a2f67c": "d75aaf720a30bd91"},
+    "cached results": {"092adcba9bec027d": "0fc1b206ae3c7256", "9d0395cbee2aaa16": "0fc1b206ae3c7256"},
+    "prompts": {"71e298fd6dace91e": "9ba9de1a2819efd1", "48773cfa55b498ff": "9ba9de1a2819efd1"},
+    "applications": {"ee8ff07e9e1421c7": "2cfb6e0fafd6036c", "7013b438e16b7a07": "2cfb6e0fafd6036c"},
+    "evidence": {"77411eb254ad5d32": "b6bc2533a9ab9168", "9e2f72f66d8d4ee8": "b6bc2533a9ab9168"},
+    "controls": {"004a759dab628f74": "0ca257c45eab7173", "fe9d7a7c70e475be": "0ca257c45eab7173"},
+    "probe": {"76290dd28ed8a953": "0d5f5906e1aeb25d", "eaf20ab770799fbc": "0d5f5906e1aeb25d"},
+    "label permutation": {"93bb3a58d9a2f67c": "d75aaf720a30bd91", "b99d5d1d03e8fc72": "d75aaf720a30bd91"},
 }
 
 
