@@ -67,19 +67,22 @@ FAMILIES: Mapping[str, tuple[str, ...]] = {
 # hashes of lib/store.py and friends on 2026-12-03 (code_version 0fc1b206ae3c7256), recorded once when
 # keys moved to identities, after checking that no computation differed: the move re-keyed nothing.
 # Add an entry only after such a check (a refactor whose outputs are proven unchanged); never otherwise.
-# Second entries: commit 7be3851 (one class per model family, lib/families) changed every identity and no output:
-# a golden script (583 sha256 checks through the public API on tiny BERT/RoBERTa/T5, the planted tied BERT and the
-# real all-MiniLM-L6-v2: tokenisation, verbalizer ids of every task, prompt inputs, logits, FFN records and
-# interventions, pruning, permuted and random copies, PEFT export/import/logits, prompt tuning and every
-# weight-tuning method, error messages) wrote byte-identical files at f413a10 and at 7be3851.
+# Second entries: the code after three refactors that changed every identity and no output, each proven by a
+# golden run at f413a10 and after it, and the three runs again on the merged code: one class per model family
+# (lib/families; /work/golden_family: 583 sha256 checks through the public API on tiny BERT/RoBERTa/T5, the
+# planted tied BERT and the real all-MiniLM-L6-v2), one training loop (lib/training_loop.py, lib/batching.py;
+# /work/golden_loop: prompts, weights, checkpoints, metrics, config.json, progress lines and errors of
+# tune_prompt and tune_weights on tiny BERT/RoBERTa/T5, killed and resumed, PANDA, the projector, a real MiniLM
+# run), tables in resumable pieces and keys from recorded data digests (/work/golden_parts: the smoke transfer
+# and suppression tables, the 35 mini run signatures).
 LEGACY: Mapping[str, Mapping[str, str]] = {
-    "cached results": {"092adcba9bec027d": "0fc1b206ae3c7256", "f795bd0cac02aca2": "0fc1b206ae3c7256"},
-    "prompts": {"71e298fd6dace91e": "9ba9de1a2819efd1", "7e3875b4d0390167": "9ba9de1a2819efd1"},
-    "applications": {"ee8ff07e9e1421c7": "2cfb6e0fafd6036c", "b21f9a9d3eb8d06f": "2cfb6e0fafd6036c"},
-    "evidence": {"77411eb254ad5d32": "b6bc2533a9ab9168", "52c048f1fc7b6da6": "b6bc2533a9ab9168"},
-    "controls": {"004a759dab628f74": "0ca257c45eab7173", "c97203206efec2df": "0ca257c45eab7173"},
-    "probe": {"76290dd28ed8a953": "0d5f5906e1aeb25d", "f6666b9363173d91": "0d5f5906e1aeb25d"},
-    "label permutation": {"93bb3a58d9a2f67c": "d75aaf720a30bd91", "da964ec4222aee33": "d75aaf720a30bd91"},
+    "cached results": {"092adcba9bec027d": "0fc1b206ae3c7256"},
+    "prompts": {"71e298fd6dace91e": "9ba9de1a2819efd1"},
+    "applications": {"ee8ff07e9e1421c7": "2cfb6e0fafd6036c"},
+    "evidence": {"77411eb254ad5d32": "b6bc2533a9ab9168"},
+    "controls": {"004a759dab628f74": "0ca257c45eab7173"},
+    "probe": {"76290dd28ed8a953": "0d5f5906e1aeb25d"},
+    "label permutation": {"93bb3a58d9a2f67c": "d75aaf720a30bd91"},
 }
 
 

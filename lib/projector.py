@@ -14,7 +14,7 @@ from torch import nn
 from .errors import ConfigError
 from .models import Backbone, Encoded
 from .tasks import Task, get_task
-from .tuning import batch_indices
+from .batching import batch_indices
 
 
 class PromptProjector(nn.Module):
