@@ -189,10 +189,24 @@ def _tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def data_digest(data: pd.DataFrame | Encoded) -> str:
+@dataclass(frozen=True)
+class DataDigest:
+    """A training or development set known only by its size and content hash (`data_digest`), as recorded
+    beside committed results: all a finished run's signature needs where the data themselves are absent."""
+
+    n: int
+    digest: str
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def data_digest(data: pd.DataFrame | Encoded | DataDigest) -> str:
     """Hash of a training or development set's content (raw rows, or token ids and labels)."""
     from .store import data_fingerprint
 
+    if isinstance(data, DataDigest):
+        return data.digest
     if isinstance(data, pd.DataFrame):
         return data_fingerprint(data)
     h = hashlib.sha256(json.dumps([data.input_ids, data.token_type_ids]).encode())
