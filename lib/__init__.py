@@ -4,8 +4,13 @@ Modules, one job each:
 - `tasks`: the task registry (types, labels, verbalizers, hub ids, local files, adversarial links);
 - `formats`, `data`: readers for the real file formats, and train/dev/test splits in canonical form;
 - `models`: frozen backbones (masked LM, tied encoder, T5) that compute only the verbalizer logits;
+- `families`: one class per model family (encoder MLM, encoder-decoder) holding every rule that differs
+  between them: label-word token ids, where the prompt and the readout slot go, which module is the FFN neuron;
 - `prompt`: soft-prompt initialisation and safetensors files;
 - `tuning`, `evaluation`: resumable prompt tuning, accuracy and macro-F1 on any task;
+- `training_loop`, `batching`: the one resumable training loop that prompt and weight tuning share, and
+  its batch order (a pure function of seed and step);
+- `weight_tuning`: BitFit, bottleneck adapters, LoRA and full tuning, on the same loop;
 - `hooks`: context managers that record or perturb FFN activations;
 - `skill_neurons`, `analyses`: streamed predictivity, selection, and tidy tables for the book;
 - `indicators`, `projector`, `transfer_study`: transferability indicators, the cross-model projector,

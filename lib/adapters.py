@@ -25,14 +25,11 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, unknown
+from .families import Family, family_named
 
 PLACEMENTS = ("houlsby", "pfeiffer")
 DEFAULT_REDUCTION = 16
 ACTIVATIONS = {"houlsby": nn.SiLU, "pfeiffer": nn.ReLU}
-# the output projections of the sublayers, by Backbone.family: (attention outputs, FFN outputs), as
-# suffixes of module names
-_SITES = {"mlm": ((".attention.output.dense",), (".output.dense",)),
-          "t5": ((".SelfAttention.o", ".EncDecAttention.o"), (".DenseReluDense.wo",))}
 
 
 class Bottleneck(nn.Module):
@@ -72,13 +69,12 @@ class AdaptedLinear(nn.Module):
         return self.adapter(self.inner(x))
 
 
-def adapter_sites(model: nn.Module, family: str, placement: str) -> list[str]:
-    """Names of the `nn.Linear` modules an adapter follows, in module order."""
+def adapter_sites(model: nn.Module, family: str | Family, placement: str) -> list[str]:
+    """Names of the `nn.Linear` modules an adapter follows, in module order: the output projections of the
+    sublayers that the model family names (`Family.adapter_sites`; the family or its key, `Backbone.family`)."""
     if placement not in PLACEMENTS:
         raise unknown("adapter placement", placement, PLACEMENTS)
-    if family not in _SITES:
-        raise ConfigError(f"bottleneck adapters know the families {', '.join(_SITES)}, not {family!r}")
-    attention, ffn = _SITES[family]
+    attention, ffn = family_named(family).adapter_sites
     suffixes = ffn if placement == "pfeiffer" else attention + ffn
     names = []
     for name, module in model.named_modules():
@@ -93,8 +89,8 @@ def adapter_sites(model: nn.Module, family: str, placement: str) -> list[str]:
     return names
 
 
-def add_adapters(model: nn.Module, family: str, placement: str = "pfeiffer", reduction: int = DEFAULT_REDUCTION,
-                 seed: int = 0) -> list[str]:
+def add_adapters(model: nn.Module, family: str | Family, placement: str = "pfeiffer",
+                 reduction: int = DEFAULT_REDUCTION, seed: int = 0) -> list[str]:
     """Insert bottleneck adapters into `model` in place; returns the names of the adapted projections."""
     if reduction < 1:
         raise ConfigError(f"adapter reduction factor must be at least 1, got {reduction}")

@@ -162,7 +162,7 @@ def _key(exp: Experiment, cfg: ApplicationsConfig, **extra: Any) -> dict[str, An
 
 def methods_for(exp: Experiment, cfg: ApplicationsConfig) -> list[str]:
     """The configured methods this backbone has (T5 has no bias terms, hence no BitFit)."""
-    return [m for m in cfg.methods if not (m == "bitfit" and exp.backbone.head == "t5")]
+    return [m for m in cfg.methods if not (m == "bitfit" and not exp.backbone.rules.has_bias)]
 
 
 def weight_config(exp: Experiment, cfg: ApplicationsConfig, method: str, task: str, seed: int) -> WeightTuneConfig:

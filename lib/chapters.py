@@ -55,15 +55,16 @@ def learning_curves(exp: Experiment) -> pd.DataFrame:
 def transfer_table(exp: Experiment) -> pd.DataFrame:
     """Zero-shot transfer: every source prompt evaluated on every target task's test set."""
     def compute() -> pd.DataFrame:
-        rows = []
-        for source in exp.profile.tasks:
-            for seed in exp.profile.seeds:
-                prompt = exp.prompt(source, seed)
-                for target in exp.profile.tasks:
-                    ev = exp.evaluate(prompt, target)
-                    rows.append({"source": source, "target": target, "seed": seed, "accuracy": ev.accuracy,
-                                 "same_type": exp.task(source).task_type == exp.task(target).task_type})
-        return pd.DataFrame(rows)
+        def one_prompt(source: str, seed: int) -> pd.DataFrame:
+            prompt = exp.prompt(source, seed)
+            rows = []
+            for target in exp.profile.tasks:
+                ev = exp.evaluate(prompt, target)
+                rows.append({"source": source, "target": target, "seed": seed, "accuracy": ev.accuracy,
+                             "same_type": exp.task(source).task_type == exp.task(target).task_type})
+            return pd.DataFrame(rows)
+        return pd.concat([exp.store.part(f"{source}-seed{seed}", lambda s=source, k=seed: one_prompt(s, k))
+                          for source in exp.profile.tasks for seed in exp.profile.seeds], ignore_index=True)
     return cached(exp, "transfer", "v1", compute)
 
 
@@ -115,18 +116,17 @@ def suppression_table(exp: Experiment, tasks: tuple[str, ...] | None = None, mod
     tasks = tuple(tasks or exp.profile.tasks)
 
     def compute() -> pd.DataFrame:
-        parts = []
-        for task in tasks:
-            for seed in exp.profile.seeds:
-                baseline = exp.baseline_means(task, seed) if mode == "mean" else None
-                # neurons selected by their dev-split predictivity, suppressed on the test split
-                curve = suppression_curve(exp.backbone, exp.prompt(task, seed), exp.task(task),
-                                          exp.encoded(task, "test"), exp.mean_scores(task, split="dev"),
-                                          exp.profile.suppression_fractions, n_random=exp.profile.n_random_draws,
-                                          mode=mode, baseline=baseline, seed=seed,
-                                          max_length=exp.max_length(task))
-                parts.append(curve.assign(task=task, seed=seed))
-        return pd.concat(parts, ignore_index=True)
+        def one_prompt(task: str, seed: int) -> pd.DataFrame:
+            baseline = exp.baseline_means(task, seed) if mode == "mean" else None
+            # neurons selected by their dev-split predictivity, suppressed on the test split
+            curve = suppression_curve(exp.backbone, exp.prompt(task, seed), exp.task(task),
+                                      exp.encoded(task, "test"), exp.mean_scores(task, split="dev"),
+                                      exp.profile.suppression_fractions, n_random=exp.profile.n_random_draws,
+                                      mode=mode, baseline=baseline, seed=seed, max_length=exp.max_length(task))
+            return curve.assign(task=task, seed=seed)
+        # one finished piece per prompt: an interrupted computation resumes from them (`ResultsStore.part`)
+        return pd.concat([exp.store.part(f"{task}-seed{seed}", lambda t=task, k=seed: one_prompt(t, k))
+                          for task in tasks for seed in exp.profile.seeds], ignore_index=True)
     return cached(exp, f"suppression_{mode}", {"tasks": list(tasks), "select": "dev", "evaluate": "test"}, compute)
 
 

@@ -30,6 +30,10 @@ class CheckpointError(CompendiumError, RuntimeError):
     """A checkpoint is missing, corrupt, or belongs to another configuration."""
 
 
+class ModelLoadError(CompendiumError):
+    """A backbone could not be found or is of an unsupported kind."""
+
+
 class DivergenceError(CompendiumError, FloatingPointError):
     """Training produced a non-finite loss or prompt; the run stopped and nothing of it was saved as finished."""
 

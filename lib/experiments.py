@@ -14,10 +14,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .data import DataConfig, balanced_sample, drop_overlap, load_splits
+from .data import DataConfig, balanced_sample, drop_overlap, load_splits, task_root
 from .evaluation import EvalResult, evaluate
 from .models import Backbone, Encoded, load_backbone, randomized_copy
 from .paths import from_repo
@@ -25,11 +26,13 @@ from .profiles import Profile, get_profile
 from .progress import report
 from .skill_neurons import aggregate_seeds, compute_predictivity
 from .errors import ConfigError
-from .store import ResultsStore, fingerprint
+from .io import read_json, write_json
+from .store import ResultsStore, fingerprint, run_finished
 from .tasks import Task, get_task
-from .tuning import TuneConfig, TuneResult, run_signature, tune_prompt
+from .tuning import DataDigest, TuneConfig, TuneResult, data_digest, run_signature, tune_prompt
 
 SYNTHETIC_TASKS = ("synthetic", "synthetic_pair", "synthetic_adv")
+DIGESTS = "data_digests.json"  # results/<profile>/: size and hash of each task's train and dev sets
 
 
 class Experiment:
@@ -139,24 +142,83 @@ class Experiment:
             self._encoded[key] = self.backbone.encode(df, self.max_length(task))
         return self._encoded[key]
 
-    # --- prompt tuning ------------------------------------------------------------------------
     def tune_config(self, seed: int, task: str | None = None) -> TuneConfig:
         base = self.profile.tune_for(task) if task is not None else self.profile.tune
         return dataclasses.replace(base, seed=seed)
 
+    # --- what the keys need of the data: their digests, recorded beside the results ---------------
+    def data_here(self, task: str) -> bool:
+        """Whether the task's data lie where the profile points (synthetic data always do)."""
+        if self.profile.synthetic:
+            return True
+        t = self.task(task)
+        root = task_root(t, self.data_config) if t.local is not None else None
+        return root is not None and (root / t.local.files["test"]).is_file()  # type: ignore[union-attr]
+
+    def _digest_files(self) -> list[Path]:
+        return [self.shared / DIGESTS] + [r / self.profile.name / DIGESTS for r in self.reuse]
+
+    def _recorded(self, task: str) -> dict[str, Any]:
+        """What is recorded about `task`'s data under this data configuration (own folder first), or {}."""
+        data = fingerprint(dataclasses.asdict(self.profile.data))
+        for path in self._digest_files():
+            entry = read_json(path).get(task) if path.is_file() else None
+            if entry and entry.get("data") == data:
+                return entry
+        return {}
+
+    def _record(self, task: str, **facts: Any) -> None:
+        """Add facts about `task`'s data to `results/<profile>/data_digests.json` (written only on a change)."""
+        path = self.shared / DIGESTS
+        known = read_json(path) if path.is_file() else {}
+        data = fingerprint(dataclasses.asdict(self.profile.data))
+        old = known.get(task) if (known.get(task) or {}).get("data") == data else {}
+        entry = {**(old or {}), "data": data, **facts}
+        if known.get(task) != entry:
+            write_json(path, {**known, task: entry})
+
+    def recorded_digests(self, task: str) -> tuple[DataDigest, DataDigest] | None:
+        """The train and dev digests recorded for `task` under this data configuration, or None."""
+        entry = self._recorded(task)
+        return (DataDigest(**entry["train"]), DataDigest(**entry["dev"])) if "train" in entry else None
+
+    def train_dev(self, task: str, rows: bool = True) -> tuple[pd.DataFrame | DataDigest, pd.DataFrame | DataDigest]:
+        """The train and dev sets. Where the data are absent and `rows` is False (a key or a finished run
+        needs no rows), their recorded digests; whenever the data are read, their digests are recorded
+        (`results/<profile>/data_digests.json`), so committed results stay readable without the data."""
+        if not rows and not self.data_here(task):
+            recorded = self.recorded_digests(task)
+            if recorded is not None:
+                return recorded
+        sp = self.splits(task)
+        self._record(task, **{name: {"n": len(sp[name]), "digest": data_digest(sp[name])} for name in ("train", "dev")})
+        return sp["train"], sp["dev"]
+
+    def label_counts(self, task: str, split: str = "test") -> list[int]:
+        """How many examples of each label `split` holds (recorded, like the digests, for reading without data)."""
+        if not self.data_here(task):
+            recorded = self._recorded(task).get("labels", {}).get(split)
+            if recorded is not None:
+                return list(recorded)
+        counts = np.bincount(self.encoded(task, split).labels, minlength=self.task(task).num_labels).tolist()
+        self._record(task, labels={**self._recorded(task).get("labels", {}), split: counts})
+        return counts
+
+    # --- prompt tuning ------------------------------------------------------------------------
     def run_signature(self, task: str, seed: int) -> dict[str, Any]:
         """What the prompt of (task, seed) depends on: its cache key (see `lib.tuning.run_signature`)."""
-        sp = self.splits(task)
-        return run_signature(self.tune_config(seed, task), self.backbone, self.task(task), sp["train"], sp["dev"])
+        train, dev = self.train_dev(task, rows=False)
+        return run_signature(self.tune_config(seed, task), self.backbone, self.task(task), train, dev)
 
     def prompt_dir(self, task: str, seed: int) -> Path:
         return self.store.run_dir(Path("prompts") / task / f"seed{seed}", self.run_signature(task, seed))
 
     def tune(self, task: str, seed: int) -> TuneResult:
-        """Tune (or load, or resume) the prompt of one task and seed."""
-        sp = self.splits(task)
-        return tune_prompt(self.backbone, self.task(task), sp["train"], sp["dev"], self.tune_config(seed, task),
-                           self.prompt_dir(task, seed), progress=self.progress)
+        """Tune (or load, or resume) the prompt of one task and seed; a finished run is read without the data."""
+        out = self.prompt_dir(task, seed)
+        train, dev = self.train_dev(task, rows=not run_finished(out))
+        return tune_prompt(self.backbone, self.task(task), train, dev, self.tune_config(seed, task), out,
+                           progress=self.progress)
 
     def prompt(self, task: str, seed: int) -> torch.Tensor:
         return self.tune(task, seed).prompt

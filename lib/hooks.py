@@ -2,9 +2,10 @@
 
 The activation site is the FFN hidden layer after its non-linearity (Skill-Neuron definition):
 BERT/RoBERTa `*Intermediate` modules' output (after GELU); T5 `DenseReluDense` the input of its
-`wo` projection (after ReLU). Sites are found by module type, so any model built from these
-classes works whatever its attribute paths. Every hook is removed when the `with` block exits,
-also after an exception: no state leaks from one analysis into the next.
+`wo` projection (after ReLU). Each model family says which modules those are (`Family.ffn_site`, by
+module type), so any model built from these classes works whatever its attribute paths. Every hook
+is removed when the `with` block exits, also after an exception: no state leaks from one analysis
+into the next.
 """
 from __future__ import annotations
 
@@ -32,35 +33,18 @@ class FFNSite:
     width: int
 
 
-def _site_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    from transformers.models.bert.modeling_bert import BertIntermediate
-    from transformers.models.roberta.modeling_roberta import RobertaIntermediate
-    from transformers.models.t5.modeling_t5 import T5DenseActDense, T5DenseGatedActDense
-
-    output_sites: list[type] = [BertIntermediate, RobertaIntermediate]
-    try:
-        from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaIntermediate
-
-        output_sites.append(XLMRobertaIntermediate)
-    except ImportError:  # pragma: no cover - optional model family
-        pass
-    return tuple(output_sites), (T5DenseActDense, T5DenseGatedActDense)
-
-
 def ffn_sites(backbone: Backbone, part: str = "encoder") -> list[FFNSite]:
     """The FFN activation sites of the encoder (or T5 decoder), in layer order."""
     if part not in PARTS:
         raise unknown("model part", part, PARTS)
-    if part == "decoder" and backbone.head != "t5":
+    root = backbone.encoder if part == "encoder" else backbone.rules.decoder(backbone.model)
+    if root is None:
         raise ConfigError(f"backbone {backbone.name!r} has no decoder; part='decoder' is for T5")
-    root = backbone.model.decoder if part == "decoder" else backbone.encoder
-    output_cls, t5_cls = _site_classes()
     sites: list[FFNSite] = []
     for module in root.modules():
-        if isinstance(module, output_cls):
-            sites.append(FFNSite(len(sites), module, False, module.dense.out_features))
-        elif isinstance(module, t5_cls):
-            sites.append(FFNSite(len(sites), module.wo, True, module.wo.in_features))
+        found = backbone.rules.ffn_site(module)  # the family says which module is the FFN neuron
+        if found is not None:
+            sites.append(FFNSite(len(sites), *found))
     if not sites:
         raise ConfigError(f"no FFN layers found in backbone {backbone.name!r} ({type(backbone.model).__name__})")
     widths = {s.width for s in sites}

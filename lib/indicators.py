@@ -54,7 +54,8 @@ def activated_neurons(backbone: Backbone, prompt: torch.Tensor, part: str = "enc
     """
     if positions not in ON_POSITIONS:
         raise unknown("ON positions", positions, ON_POSITIONS)
-    if positions == "readout" and backbone.head == "t5":
+    readout_part = backbone.rules.readout_part  # where the family reads its label
+    if positions == "readout" and readout_part == "decoder":
         part = "decoder"
     backbone.check_prompt(prompt)
     empty = Batch(torch.zeros((1, 0), dtype=torch.long), torch.zeros((1, 0), dtype=torch.long), None,
@@ -65,8 +66,8 @@ def activated_neurons(backbone: Backbone, prompt: torch.Tensor, part: str = "enc
         else:
             backbone.encode_prompted(prompt.to(backbone.device), empty)
         acts = rec.stacked()[0]
-    if positions == "readout" and backbone.head != "t5":
-        acts = acts[:, :1]
+    if positions == "readout" and readout_part == "encoder":
+        acts = acts[:, :1]  # the mask slot
     return (acts > 0).cpu()
 
 

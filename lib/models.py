@@ -7,6 +7,10 @@ Three heads cover the references and the offline stand-in:
   state at the mask slot is scored against the tied input word embeddings of the label words;
 - 't5': an encoder-decoder; the label words' logits at the first decoder step.
 Full-vocabulary logits at every position are never formed.
+
+Every rule that differs between model families (how label words become token ids, where the prompt and the
+readout slot go, which module is the encoder, how the label is read) belongs to the backbone's family,
+`Backbone.rules` (`lib.families`, chosen by `config.model_type`); this module only runs them.
 """
 from __future__ import annotations
 
@@ -16,26 +20,22 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .errors import CompendiumError, ConfigError, unknown
+from .errors import ConfigError, ModelLoadError, unknown
+from .families import HEADS as FAMILY_HEADS
+from .families import Family, family_for
 from .tasks import Task, get_task
 
-HEADS = ("auto", "mlm", "tied", "t5")
+HEADS = ("auto", *FAMILY_HEADS)
 PROMPT_POSITIONS = ("ordinary", "zero")
-MLM_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
-T5_MODEL_TYPES = ("t5",)
 MINILM_ALIASES = ("all-minilm-l6-v2", "minilm", "sentence-transformers/all-minilm-l6-v2")
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-class ModelLoadError(CompendiumError):
-    """A backbone could not be found or is of an unsupported kind."""
 
 
 def resolve_model_path(name: str) -> str:
@@ -70,7 +70,11 @@ class Batch:
 
 
 class Backbone:
-    """A frozen pretrained model with the one scoring path prompt tuning needs."""
+    """A frozen pretrained model with the one scoring path prompt tuning needs.
+
+    `rules` is its model family (`lib.families.Family`, from `config.model_type`): every decision that
+    differs between families is delegated to it.
+    """
 
     def __init__(self, model: nn.Module, tokenizer, head: str, name: str, *, verbalizer_space: bool = True,
                  prompt_positions: str = "ordinary") -> None:
@@ -83,8 +87,11 @@ class Backbone:
             raise unknown("head", head, HEADS[1:])
         if prompt_positions not in PROMPT_POSITIONS:
             raise unknown("prompt positions", prompt_positions, PROMPT_POSITIONS)
-        if prompt_positions == "zero" and head == "t5":
-            raise ConfigError("prompt_positions='zero' needs absolute position embeddings; T5's are relative")
+        self.rules: Family = family_for(model.config.model_type)
+        self.rules.resolve_head(model.config, head)  # a head this family offers
+        if prompt_positions == "zero" and self.rules.relative_positions:
+            raise ConfigError(f"prompt_positions='zero' needs absolute position embeddings; "
+                              f"{self.rules.title}'s are relative")
         self.verbalizer_space = verbalizer_space
         self.prompt_positions = prompt_positions
         self.model = model.eval().requires_grad_(False)
@@ -93,15 +100,15 @@ class Backbone:
         self.name = name
         self.config = model.config
         self.model_type: str = model.config.model_type
-        self._head_transform = self._find_head_transform() if head == "mlm" else None
-        if head != "t5" and tokenizer.mask_token_id is None:
-            raise ModelLoadError(f"backbone {name!r} has no mask token; masked-LM prompting needs one")
+        # the readout head's transform of the slot's hidden state (the MLM head's for 'mlm'; else None)
+        self.head_transform = self.rules.head_transform(self.model, head, name)
+        self.rules.check_tokenizer(tokenizer, name)
 
     # --- structure ---------------------------------------------------------------------------
     @property
     def family(self) -> str:
-        """'t5' or 'mlm' (masked LMs and tied encoders share verbalizers and the mask slot)."""
-        return "t5" if self.head == "t5" else "mlm"
+        """The family's key, 't5' or 'mlm' (masked LMs and tied encoders share verbalizers and the mask slot)."""
+        return self.rules.key
 
     @property
     def device(self) -> torch.device:
@@ -117,24 +124,19 @@ class Backbone:
 
     @property
     def encoder(self) -> nn.Module:
-        return self.model.encoder if self.head == "t5" else self.model.base_model
+        return self.rules.encoder(self.model)
 
     @property
     def max_positions(self) -> int | None:
         """Longest sequence (prompt + text) the position embeddings allow; None for relative positions."""
-        if self.head == "t5":
-            return None
-        n = int(self.config.max_position_embeddings)
-        if self.model_type in ("roberta", "xlm-roberta"):
-            n -= int(self.config.pad_token_id) + 1  # RoBERTa positions start after the padding index
-        return n
+        return self.rules.max_positions(self.config)
 
     @property
     def readout(self) -> dict[str, object]:
         """The readout options that differ from the defaults (enters run signatures only then, so that
         prompts tuned before these options existed keep their keys)."""
         out: dict[str, object] = {}
-        if not self.verbalizer_space and self.model_type in ("roberta", "xlm-roberta"):
+        if not self.verbalizer_space and self.rules.leading_space:
             out["verbalizer_space"] = False
         if self.prompt_positions != "ordinary":
             out["prompt_positions"] = self.prompt_positions
@@ -144,43 +146,21 @@ class Backbone:
         self.model.to(device)
         return self
 
-    def _find_head_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        m = self.model
-        if hasattr(m, "lm_head") and hasattr(m.lm_head, "dense"):  # RoBERTa family
-            head = m.lm_head
-            return lambda h: head.layer_norm(nn.functional.gelu(head.dense(h)))
-        if hasattr(m, "cls") and hasattr(m.cls, "predictions"):  # BERT family
-            return m.cls.predictions.transform
-        raise ModelLoadError(f"backbone {self.name!r}: no MLM head transform found; use head='tied'")
-
     # --- verbalizer ---------------------------------------------------------------------------
     def verbalizer_ids(self, words: Sequence[str]) -> torch.Tensor:
-        """One token id per label word; error if a word is not a single token or ids collide.
+        """One token id per label word (`Family.label_token`); error if a word has none or ids collide.
 
         For T5 the first sentencepiece of each word is used (it is what the first decoder step
         generates); masked LMs need the word to be one token at the mask slot.
         """
-        ids = []
-        for word in words:
-            spaced = self.verbalizer_space and self.model_type in ("roberta", "xlm-roberta")
-            pieces = self.tokenizer(" " + word if spaced else word, add_special_tokens=False)["input_ids"]
-            if self.head == "t5":
-                pieces = [p for p in pieces if p != self.tokenizer.convert_tokens_to_ids("▁")] or pieces
-                if not pieces:
-                    raise ConfigError(f"verbalizer word {word!r} is empty for backbone {self.name!r}")
-                ids.append(pieces[0])
-            else:
-                if len(pieces) != 1:
-                    toks = self.tokenizer.convert_ids_to_tokens(pieces)
-                    raise ConfigError(f"verbalizer word {word!r} is {len(pieces)} tokens {toks} for backbone "
-                                      f"{self.name!r}; masked-LM verbalizers must be single tokens")
-                ids.append(pieces[0])
+        ids = [self.rules.label_token(self.tokenizer, word, space=self.verbalizer_space, name=self.name)
+               for word in words]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"verbalizer words {list(words)} share token ids {ids} for backbone {self.name!r}")
         return torch.tensor(ids, dtype=torch.long)
 
     def task_verbalizer_ids(self, task: str | Task) -> torch.Tensor:
-        return self.verbalizer_ids(get_task(task).verbalizer(self.family))
+        return self.verbalizer_ids(self.rules.label_words(get_task(task)))
 
     # --- data ---------------------------------------------------------------------------------
     def encode(self, df: pd.DataFrame, max_length: int) -> Encoded:
@@ -217,7 +197,7 @@ class Backbone:
         if prompt.shape[1] != self.embed_dim:
             raise ConfigError(f"prompt width {prompt.shape[1]} does not fit backbone {self.name!r} "
                               f"(embedding width {self.embed_dim})")
-        if self.head != "t5" and prompt.shape[0] < 1:
+        if prompt.shape[0] < self.rules.slot_rows:
             raise ConfigError("masked-LM prompts need at least one position (the mask slot)")
         limit = self.max_positions
         used = 0 if self.prompt_positions == "zero" else prompt.shape[0]
@@ -229,15 +209,12 @@ class Backbone:
         """Input embeddings with the prompt prepended, and the matching attention mask.
 
         For masked LMs prompt row 0 is replaced by the frozen `<mask>` embedding, so the label is
-        read at sequence position 0 (the references' mask slot at prompt position 0).
+        read at sequence position 0 (the references' mask slot at prompt position 0): `Family.fill_slot`.
         """
         dev = self.device
         ids = batch.input_ids.to(dev)
         tok = self.word_embeddings(ids)
-        p = prompt.to(device=dev, dtype=tok.dtype)
-        if self.head != "t5":
-            mask_emb = self.word_embeddings.weight[self.tokenizer.mask_token_id].to(p.dtype)
-            p = torch.cat([mask_emb.unsqueeze(0), p[1:]], dim=0)
+        p = self.rules.fill_slot(self, prompt.to(device=dev, dtype=tok.dtype))
         n, plen = ids.shape[0], p.shape[0]
         embeds = torch.cat([p.unsqueeze(0).expand(n, -1, -1), tok], dim=1)
         attn = torch.cat([torch.ones(n, plen, dtype=batch.attention_mask.dtype, device=dev),
@@ -248,7 +225,7 @@ class Backbone:
         """Encoder hidden states (batch, prompt + text, width) of the prompted batch, and its attention mask."""
         embeds, attn = self.prompt_inputs(prompt, batch)
         kwargs = {}
-        if batch.token_type_ids is not None and self.head != "t5":
+        if batch.token_type_ids is not None:  # only tokenizers of models with several segment types give them
             types = batch.token_type_ids.to(self.device)
             kwargs["token_type_ids"] = torch.cat(
                 [torch.zeros(types.shape[0], embeds.shape[1] - types.shape[1], dtype=types.dtype,
@@ -264,7 +241,7 @@ class Backbone:
     def _zero_prompt_positions(self, n_prompt: int, width: int) -> Iterator[torch.Tensor]:
         """Position ids that number the text as if there were no prompt, and a hook that zeroes the
         position embeddings of the first `n_prompt` slots: e_pos(i) = 0 for i < n_prompt. Removed on exit."""
-        first = int(self.config.pad_token_id) + 1 if self.model_type in ("roberta", "xlm-roberta") else 0
+        first = self.rules.first_position(self.config)
         ids = torch.cat([torch.full((n_prompt,), first, dtype=torch.long),
                          torch.arange(first, first + width - n_prompt, dtype=torch.long)]).to(self.device)
         table = getattr(getattr(self.encoder, "embeddings", None), "position_embeddings", None)
@@ -284,80 +261,24 @@ class Backbone:
 
     def label_logits(self, prompt: torch.Tensor, batch: Batch, verbalizer_ids: torch.Tensor, *,
                      slot_only: bool = False) -> torch.Tensor:
-        """(batch, n_labels) logits of the verbalizer tokens; only these are computed.
+        """(batch, n_labels) logits of the verbalizer tokens; only these are computed (`Family.read_labels`).
 
         `slot_only` (masked LMs and tied encoders; prompt tuning's training step): the last encoder layer
-        is computed for the `<mask>` slot alone (`_last_layer_at_slot`), the only position the label is
+        is computed for the `<mask>` slot alone (`Family.slot_only_logits`), the only position the label is
         read from; the same function up to floating-point rounding, 1/L less work, forward and backward.
         """
-        if slot_only and self.head != "t5" and self._slot_only_possible():
-            return self.mask_slot_logits(self._last_layer_at_slot(prompt, batch), verbalizer_ids.to(self.device))
-        states, attn = self.encode_prompted(prompt, batch)
         vid = verbalizer_ids.to(self.device)
-        if self.head == "t5":
-            start = torch.full((states.shape[0], 1), self.config.decoder_start_token_id,
-                               dtype=torch.long, device=self.device)
-            dec = self.model.decoder(input_ids=start, encoder_hidden_states=states,
-                                     encoder_attention_mask=attn).last_hidden_state[:, 0]
-            scale = getattr(self.config, "scale_decoder_outputs", getattr(self.config, "tie_word_embeddings", True))
-            if scale:
-                dec = dec * (self.config.d_model ** -0.5)
-            return dec @ self.model.get_output_embeddings().weight[vid].T.to(dec.dtype)
-        return self.mask_slot_logits(states[:, 0], vid)
-
-    def _slot_only_possible(self) -> bool:
-        """The last layer is computed by hand only where its modules are the BERT/RoBERTa ones this code knows
-        and carry no hooks (an FFN intervention or recording must see every position)."""
-        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
-        if not isinstance(layers, nn.ModuleList) or len(layers) < 2:
-            return False
-        last = layers[-1]
-        parts = [getattr(last, "attention", None), getattr(last, "intermediate", None), getattr(last, "output", None)]
-        if any(p is None for p in parts) or not hasattr(last.attention, "self") or not hasattr(last.attention, "output"):
-            return False
-        return not any(m._forward_hooks or m._forward_pre_hooks for m in last.modules())
-
-    def _last_layer_at_slot(self, prompt: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """(batch, width) final hidden state at the `<mask>` slot (position 0): every layer but the last run by
-        the model on every position, the last one for the slot only, from its own modules:
-        a = LN(h0 + W_o softmax(q0 K^T / sqrt(d) + mask) V), out = LN(a + W_2 gelu(W_1 a)),
-        with q0 the slot's query and K, V every position's keys and values."""
-        layers = self.encoder.encoder.layer
-        last = layers[-1]
-        self.encoder.encoder.layer = layers[:-1]  # the model runs L-1 layers; restored whatever happens
-        try:
-            states, attn = self.encode_prompted(prompt, batch)
-        finally:
-            self.encoder.encoder.layer = layers
-        sa = last.attention.self
-        n, width = states.shape[0], states.shape[1]
-        heads, size = sa.num_attention_heads, sa.attention_head_size
-
-        def split(x: torch.Tensor) -> torch.Tensor:  # (n, t, heads * size) -> (n, heads, t, size)
-            return x.view(n, -1, heads, size).transpose(1, 2)
-        slot = states[:, :1]
-        keep = attn.to(torch.bool)[:, None, None, :].expand(n, 1, 1, width)
-        ctx = nn.functional.scaled_dot_product_attention(split(sa.query(slot)), split(sa.key(states)),
-                                                         split(sa.value(states)), attn_mask=keep)
-        ctx = ctx.transpose(1, 2).reshape(n, 1, heads * size)
-        a = last.attention.output(ctx, slot)
-        return last.output(last.intermediate(a), a)[:, 0]
+        if slot_only:
+            logits = self.rules.slot_only_logits(self, prompt, batch, vid)
+            if logits is not None:
+                return logits
+        states, attn = self.encode_prompted(prompt, batch)
+        return self.rules.read_labels(self, states, attn, vid)
 
     def mask_slot_logits(self, hidden: torch.Tensor, verbalizer_ids: torch.Tensor) -> torch.Tensor:
         """(batch, n_labels) verbalizer logits from the final hidden state at the `<mask>` slot
         (masked LMs and tied encoders): the MLM head restricted to the verbalizer rows."""
-        if self.head == "t5":
-            raise ConfigError("T5 reads its label at the first decoder step, not at a mask slot")
-        vid = verbalizer_ids.to(hidden.device)
-        if self.head == "tied":
-            return hidden @ self.word_embeddings.weight[vid].T.to(hidden.dtype)
-        assert self._head_transform is not None
-        h = self._head_transform(hidden)
-        out = self.model.get_output_embeddings()
-        logits = h @ out.weight[vid].T.to(h.dtype)
-        if out.bias is not None:
-            logits = logits + out.bias[vid].to(h.dtype)
-        return logits
+        return self.rules.slot_logits(self, hidden, verbalizer_ids)
 
 
 @contextmanager
@@ -407,32 +328,15 @@ def _check_local_model(name: str, path: str) -> None:
     raise ModelLoadError(f"cannot load model {name!r}: no model folder {p}{hint}")
 
 
-def _detect_head(config, head: str) -> str:
-    mtype = config.model_type
-    if mtype in T5_MODEL_TYPES:
-        if head not in ("auto", "t5"):
-            raise ConfigError(f"model type {mtype!r} supports head 't5', not {head!r}")
-        return "t5"
-    if mtype not in MLM_MODEL_TYPES:
-        raise ModelLoadError(f"unsupported model type {mtype!r}; supported: "
-                             f"{', '.join(MLM_MODEL_TYPES + T5_MODEL_TYPES)}")
-    if head == "t5":
-        raise ConfigError(f"model type {mtype!r} cannot use head 't5'; valid: auto, mlm, tied")
-    if head != "auto":
-        return head
-    archs = config.architectures or []
-    return "mlm" if any(a.endswith("ForMaskedLM") or a.endswith("ForPreTraining") for a in archs) else "tied"
-
-
 def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.device = "cpu",
                   local_files_only: bool | None = None, verbalizer_space: bool = True,
                   prompt_positions: str = "ordinary") -> Backbone:
     """Load a frozen backbone from a hub id, a local folder, or an alias ('all-MiniLM-L6-v2').
 
     head='auto' picks 't5' for T5, 'mlm' for checkpoints saved with a masked-LM head, and 'tied'
-    for bare encoders such as all-MiniLM-L6-v2.
+    for bare encoders such as all-MiniLM-L6-v2 (`Family.resolve_head` of the model type's family).
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer, T5ForConditionalGeneration
+    from transformers import AutoConfig, AutoTokenizer
     if head not in HEADS:
         raise unknown("head", head, HEADS)
     path = resolve_model_path(name_or_path)
@@ -445,15 +349,11 @@ def load_backbone(name_or_path: str, *, head: str = "auto", device: str | torch.
         where = "local folder" if Path(path).exists() else "hub id or local folder"
         raise ModelLoadError(f"cannot load model {name_or_path!r} as a {where}: "
                              f"{str(exc).strip().splitlines()[0]}") from None
-    resolved = _detect_head(config, head)
+    rules = family_for(config.model_type)
+    resolved = rules.resolve_head(config, head)
     with quiet_transformers():  # a bare encoder loaded without pooler weights is expected
         try:
-            if resolved == "t5":
-                model = T5ForConditionalGeneration.from_pretrained(path, local_files_only=local_files_only)
-            elif resolved == "mlm":
-                model = AutoModelForMaskedLM.from_pretrained(path, local_files_only=local_files_only)
-            else:
-                model = AutoModel.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
+            model = rules.load_model(path, resolved, local_files_only)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load model {name_or_path!r}: {str(exc).strip().splitlines()[0]}") from None

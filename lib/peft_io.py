@@ -64,12 +64,12 @@ from typing import Any, Sequence
 import torch
 
 from .errors import CheckpointError, CompendiumError, ConfigError, unknown
+from .families import EncoderMLM, Family
 from .models import Backbone, Batch
 from .prompt import load_prompt, save_prompt
 
 MASK_SLOTS = ("virtual0", "input")
-MLM_TASK_TYPES = ("FEATURE_EXTRACTION", "TOKEN_CLS")
-IMPORT_TASK_TYPES = {"mlm": MLM_TASK_TYPES, "t5": ("SEQ_2_SEQ_LM",)}  # PEFT forwards that prepend exactly lib's rows
+MLM_TASK_TYPES = EncoderMLM.peft_task_types  # PEFT forwards that prepend exactly lib's rows: `Family.peft_task_types`
 CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_KEY = "adapter_config.json", "adapter_model.safetensors", "prompt_embeddings"
 NOTE_FILE = "compendium_prompt.json"
 AS_INIT_HINT = "import with --as-init (as_init=True) to re-tune from it in lib (init='source')"
@@ -102,10 +102,7 @@ def _check_finite(rows: torch.Tensor, what: str, todo: str) -> None:
 def lib_layout_rows(backbone: Backbone, prompt: torch.Tensor) -> torch.Tensor:
     """The rows lib actually feeds for `prompt`: row 0 replaced by the `<mask>` embedding for masked LMs."""
     backbone.check_prompt(prompt)
-    rows = prompt.detach().float().cpu().clone()
-    if backbone.family == "mlm":
-        rows[0] = backbone.word_embeddings.weight[backbone.tokenizer.mask_token_id].detach().float().cpu()
-    return rows
+    return backbone.rules.fill_slot(backbone, prompt.detach().float().cpu().clone()).detach()
 
 
 def _tuned_readout(path: Path) -> dict[str, Any]:
@@ -142,14 +139,7 @@ def export_peft(prompt: torch.Tensor | str | Path, backbone: Backbone, out_dir: 
         raise zero_positions_refusal(backbone.name)
     _check_finite(prompt, "the prompt", "the run diverged; re-tune it")
     rows = lib_layout_rows(backbone, prompt)
-    if backbone.family == "t5":
-        if task_type not in (None, "SEQ_2_SEQ_LM"):
-            raise ConfigError(f"a T5 prompt exports as task_type SEQ_2_SEQ_LM, not {task_type!r}")
-        task_type = "SEQ_2_SEQ_LM"
-    else:
-        task_type = task_type or "FEATURE_EXTRACTION"
-        if task_type not in MLM_TASK_TYPES:
-            raise unknown("PEFT task type for a masked LM", task_type, MLM_TASK_TYPES)
+    task_type = backbone.rules.peft_task_type(task_type)
     cfg = backbone.config
     layers = getattr(cfg, "num_layers", None) or getattr(cfg, "num_hidden_layers", None)
     heads = getattr(cfg, "num_heads", None) or getattr(cfg, "num_attention_heads", None)
@@ -163,14 +153,10 @@ def export_peft(prompt: torch.Tensor | str | Path, backbone: Backbone, out_dir: 
     from .io import write_json, write_tensors
 
     write_tensors(out / WEIGHTS_FILE, {WEIGHTS_KEY: rows.contiguous()}, metadata={"format": "pt"})
-    layout = ("virtual token 0 is the <mask> slot (the frozen <mask> embedding); the label logits are the masked "
-              "LM's logits of the verbalizer tokens at output position 0" if backbone.family == "mlm" else
-              "virtual tokens prepended to the encoder input; the label logits are the verbalizer tokens' logits "
-              "at the first decoder step (decoder_input_ids = [decoder_start_token_id])")
     write_json(out / NOTE_FILE, {"written_by": "lib.peft_io.export_peft", "backbone": backbone.name,
                                  "head": backbone.head, "prompt_length": int(rows.shape[0]),
-                                 "mask_slot": "virtual0" if backbone.family == "mlm" else None,
-                                 "label_position": 0, "layout": layout, "task_type": task_type,
+                                 "mask_slot": "virtual0" if backbone.rules.slot_rows else None,
+                                 "label_position": 0, "layout": backbone.rules.peft_layout, "task_type": task_type,
                                  "readout": readout,
                                  "token_type_ids": ("dropped by PEFT (FEATURE_EXTRACTION): BERT sentence pairs "
                                                     "differ from lib" if task_type == "FEATURE_EXTRACTION" else
@@ -254,18 +240,17 @@ def _read_adapter(folder: Path) -> tuple[dict[str, Any], torch.Tensor, list[str]
     return config, emb, sorted(weights)
 
 
-def _check_task_type(config: dict[str, Any], folder: Path, weights_keys: Sequence[str], family: str) -> None:
+def _check_task_type(config: dict[str, Any], folder: Path, weights_keys: Sequence[str], family: Family) -> None:
     """Only task types whose PEFT forward is exactly `[virtual tokens] + input` through the backbone's own
     head: SEQ_CLS and others add a trained head (or none of the prompt) that a lib prompt cannot carry."""
     task_type = config.get("task_type")
-    valid = IMPORT_TASK_TYPES[family]
+    valid = family.peft_task_types
     if task_type == "SEQ_CLS":
         raise CheckpointError(f"{folder}: a SEQ_CLS adapter scores labels with its own classifier head, which a lib "
                               f"prompt (read through the verbalizer) cannot carry; re-tune the prompt with PEFT task "
                               f"type {' or '.join(valid)} and import that")
     if task_type not in valid:
-        model = "a T5 backbone" if family == "t5" else "a masked LM"
-        raise CheckpointError(f"{folder}: PEFT task type {task_type!r} cannot be imported for {model} exactly; "
+        raise CheckpointError(f"{folder}: PEFT task type {task_type!r} cannot be imported for {family.label} exactly; "
                               f"valid: {', '.join(valid)}")
     extra = [k for k in weights_keys if k != WEIGHTS_KEY]
     if extra:
@@ -287,7 +272,7 @@ def import_peft(folder: str | Path, backbone: Backbone, *, mask_slot: str = "vir
         raise unknown("mask slot", mask_slot, MASK_SLOTS)
     folder = Path(folder)
     config, emb, keys = _read_adapter(folder)
-    _check_task_type(config, folder, keys, backbone.family)
+    _check_task_type(config, folder, keys, backbone.rules)
     n = int(config["num_virtual_tokens"])
     rows = emb[:n].clone()  # a second block (seq2seq, 2 submodules) is the decoder's, unused by prompt tuning
     if rows.shape[1] != backbone.embed_dim:
@@ -295,9 +280,10 @@ def import_peft(folder: str | Path, backbone: Backbone, *, mask_slot: str = "vir
                           f"(embedding width {backbone.embed_dim})")
     drift = None
     reason = None
-    if backbone.family == "t5":
+    if not backbone.rules.slot_rows:
         if mask_slot == "input":
-            raise ConfigError("T5 has no mask slot: leave --mask-slot out (its virtual tokens are lib's rows 1:1)")
+            raise ConfigError(f"{backbone.rules.title} has no mask slot: leave --mask-slot out (its virtual tokens are "
+                              f"lib's rows 1:1)")
         slot = None
     else:
         slot = mask_slot
@@ -348,30 +334,8 @@ def peft_label_logits(peft_model, backbone: Backbone, batch: Batch, verbalizer_i
     tokens for 'input'), T5 at the first decoder step. `token_type_ids=False` leaves them out."""
     dev = next(peft_model.parameters()).device
     ids, attn = batch.input_ids.to(dev), batch.attention_mask.to(dev)
-    vid = verbalizer_ids.to(dev)
-    kwargs: dict[str, Any] = {}
-    if backbone.family == "t5":
-        start = torch.full((ids.shape[0], 1), backbone.config.decoder_start_token_id, dtype=torch.long, device=dev)
-        out = peft_model(input_ids=ids, attention_mask=attn, decoder_input_ids=start)
-        return out.logits[:, 0, vid]
-    position = 0
-    if mask_slot == "input":
-        n = ids.shape[0]
-        ids = torch.cat([torch.full((n, 1), backbone.tokenizer.mask_token_id, device=dev), ids], dim=1)
-        attn = torch.cat([torch.ones(n, 1, dtype=attn.dtype, device=dev), attn], dim=1)
-        position = peft_model.active_peft_config.num_virtual_tokens
-    if token_type_ids and batch.token_type_ids is not None:
-        types = batch.token_type_ids.to(dev)
-        if mask_slot == "input":
-            types = torch.cat([torch.zeros(types.shape[0], 1, dtype=types.dtype, device=dev), types], dim=1)
-        kwargs["token_type_ids"] = types
-    with warnings.catch_warnings():  # FEATURE_EXTRACTION warns that it drops token-type ids (see the module doc)
-        warnings.filterwarnings("ignore", message="Token type ids are not supported")
-        out = peft_model(input_ids=ids, attention_mask=attn, **kwargs)
-    if backbone.head == "mlm":
-        return out.logits[:, position, vid]
-    hidden = out.last_hidden_state[:, position]  # 'tied': the tied word embeddings of the label words
-    return hidden @ backbone.word_embeddings.weight[vid].T.to(hidden.dtype)
+    return backbone.rules.peft_label_logits(peft_model, backbone, batch, ids, attn, verbalizer_ids.to(dev),
+                                            mask_slot=mask_slot, token_type_ids=token_type_ids)
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -417,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 backbone = exp.backbone
                 task = exp.task(unit.task)
                 note = {"profile": args.profile, "unit": args.unit,
-                        "verbalizer": {"task": task.name, "words": list(task.verbalizer(backbone.family)),
+                        "verbalizer": {"task": task.name, "words": list(backbone.rules.label_words(task)),
                                        "token_ids": backbone.task_verbalizer_ids(task).tolist()}}
             else:
                 if not (args.prompt and args.model):

@@ -14,7 +14,7 @@ from torch import nn
 from .errors import ConfigError
 from .models import Backbone, Encoded
 from .tasks import Task, get_task
-from .tuning import batch_indices
+from .batching import batch_indices
 
 
 class PromptProjector(nn.Module):
@@ -116,23 +116,6 @@ def train_by_task(sources: Sequence[tuple[torch.Tensor, str | Task, Encoded]], b
     return proj, losses
 
 
-def _residual_permutation(key: str, tensor: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
-    """Permute one BERT/RoBERTa parameter along its residual-stream (hidden) axes; leave others alone."""
-    k = key.lower()
-    if k.endswith(("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
-                   "decoder.weight")) or (k.endswith(".weight") and any(
-                       s in k for s in ("attention.self.query", "attention.self.key", "attention.self.value",
-                                        "intermediate.dense"))):
-        return tensor[:, perm]  # reads the residual stream (columns) or is the tied (vocab, hidden) matrix
-    if k.endswith(("layernorm.weight", "layernorm.bias", "layer_norm.weight", "layer_norm.bias")):
-        return tensor[perm]
-    if "transform.dense" in k or "lm_head.dense" in k or "pooler.dense" in k:  # hidden -> hidden
-        return tensor[perm][:, perm] if tensor.dim() == 2 else tensor[perm]
-    if "output.dense" in k:  # attention output and FFN output write into the residual stream
-        return tensor[perm] if tensor.dim() == 1 else tensor[perm, :]
-    return tensor
-
-
 def permuted_copy(backbone: Backbone, seed: int = 0) -> tuple[Backbone, torch.Tensor]:
     """A copy of a BERT/RoBERTa backbone whose hidden units are permuted: the same function, another basis.
 
@@ -140,14 +123,13 @@ def permuted_copy(backbone: Backbone, seed: int = 0) -> tuple[Backbone, torch.Te
     second 'model' whose prompt space is related to the first by a known linear map: a ground truth
     for the cross-model projector when only one pretrained backbone is available. Returns (copy, perm).
     """
-    if backbone.head == "t5":
-        raise ConfigError("permuted_copy supports BERT/RoBERTa-style backbones (heads 'mlm', 'tied'), not T5")
     import copy
 
     width = backbone.embed_dim
     perm = torch.randperm(width, generator=torch.Generator().manual_seed(int(seed)))
+    # which axes of which parameter read or write the residual stream is the family's rule (T5: none known)
+    state = {k: backbone.rules.residual_permutation(k, v, perm).clone() for k, v in backbone.model.state_dict().items()}
     model = copy.deepcopy(backbone.model)
-    state = {k: _residual_permutation(k, v, perm).clone() for k, v in backbone.model.state_dict().items()}
     model.load_state_dict(state)
     return Backbone(model, backbone.tokenizer, backbone.head, f"{backbone.name}+permuted(seed={seed})",
                     verbalizer_space=backbone.verbalizer_space, prompt_positions=backbone.prompt_positions), perm

@@ -47,8 +47,8 @@ def init_prompt(backbone: Backbone, length: int, init: str = "vocab", seed: int 
         candidates = torch.tensor([i for i in range(weight.shape[0]) if i not in special])
         pick = candidates[torch.randint(len(candidates), (length,), generator=gen)]
         prompt = weight[pick].clone()
-    if backbone.family == "mlm" and init != "source":
-        prompt[0] = weight[backbone.tokenizer.mask_token_id]
+    if init != "source":  # the readout slot's rows (masked LMs: row 0 holds the <mask> embedding)
+        prompt = backbone.rules.fill_slot(backbone, prompt).detach()
     return prompt.contiguous()
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, unknown
-from .hooks import _site_classes, ffn_sites, neuron_mask
+from .hooks import ffn_sites, neuron_mask
 from .models import Backbone
 from .skill_neurons import top_per_layer
 
@@ -63,20 +63,6 @@ def _slice(linear: nn.Linear, idx: torch.Tensor, dim: int) -> None:
         linear.in_features = len(idx)
 
 
-def _projections(model: nn.Module) -> dict[int, tuple[list[nn.Linear], nn.Linear]]:
-    """(input projections, output projection) of every FFN, keyed by the id of its `ffn_sites` module:
-    a BERT/RoBERTa layer owns both `.intermediate` (the site) and `.output`; a T5 FFN owns `wi`
-    (or gated `wi_0`, `wi_1`) and `wo` (the site)."""
-    output_cls, t5_cls = _site_classes()
-    found: dict[int, tuple[list[nn.Linear], nn.Linear]] = {}
-    for m in model.modules():
-        if isinstance(m, t5_cls):
-            found[id(m.wo)] = ([m.wi] if hasattr(m, "wi") else [m.wi_0, m.wi_1], m.wo)
-        elif isinstance(getattr(m, "intermediate", None), output_cls) and hasattr(m, "output"):
-            found[id(m.intermediate)] = ([m.intermediate.dense], m.output.dense)
-    return found
-
-
 def prune_ffn(backbone: Backbone, keep: torch.Tensor, part: str = "encoder") -> Backbone:
     """A new Backbone whose `part` FFN layers hold only the `keep` (layers, width) neurons.
 
@@ -92,7 +78,8 @@ def prune_ffn(backbone: Backbone, keep: torch.Tensor, part: str = "encoder") -> 
                           f"got {counts.tolist()}; build it with keep_mask")
     pruned = Backbone(copy.deepcopy(backbone.model), backbone.tokenizer, backbone.head, backbone.name,
                       verbalizer_space=backbone.verbalizer_space, prompt_positions=backbone.prompt_positions)
-    projections = _projections(pruned.model)
+    # (input projections, output projection) of every FFN, by the id of its site module (`Family.ffn_projections`)
+    projections = pruned.rules.ffn_projections(pruned.model)
     for site in ffn_sites(pruned, part):
         if id(site.module) not in projections:
             raise ConfigError(f"FFN layer {site.layer} of backbone {backbone.name!r}: no projections found "

@@ -91,12 +91,18 @@ def _fingerprint(template: Path, parameters: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(_template_bytes(template))
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
-    for src in sorted((REPO / "lib").glob("*.py")):
-        if src.name in NOT_NOTEBOOK_INPUTS:
-            continue
-        h.update(src.name.encode())
+    for name, src in _lib_sources():
+        h.update(name.encode())
         h.update(src.read_bytes())
     return h.hexdigest()
+
+
+def _lib_sources() -> list[tuple[str, Path]]:
+    """(name, path) of every module of lib, subpackages included, less `NOT_NOTEBOOK_INPUTS`: a module's name is
+    its path below lib/ ('models.py', 'families/base.py'), so that top-level modules keep the names they had."""
+    lib = REPO / "lib"
+    found = [(src.relative_to(lib).as_posix(), src) for src in sorted(lib.rglob("*.py"))]
+    return [(name, src) for name, src in found if name not in NOT_NOTEBOOK_INPUTS]
 
 
 def _inputs(template: Path, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +114,7 @@ def _inputs(template: Path, parameters: dict[str, Any]) -> dict[str, Any]:
     return {"template": short(_template_bytes(template)),
             "parameters": {k: short(json.dumps(v, sort_keys=True, default=str).encode())
                            for k, v in sorted(parameters.items())},
-            "lib": {src.name: short(src.read_bytes()) for src in sorted((REPO / "lib").glob("*.py"))
-                    if src.name not in NOT_NOTEBOOK_INPUTS}}
+            "lib": {name: short(src.read_bytes()) for name, src in _lib_sources()}}
 
 
 def changed_inputs(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:

@@ -7,7 +7,9 @@ Every cached thing is keyed by everything that determines its content:
   a new prompt in a folder of its own beside the old one; the old one stays valid and reusable;
 - a table or a tensor file (`table`, `tensors`) by its configuration *and* `code_version()`, the
   identity of the code that computes it (`lib.code_identity`), so an edit of a computation can never
-  leave a stale table feeding a re-executed chapter, while moving code recomputes nothing.
+  leave a stale table feeding a re-executed chapter, while moving code recomputes nothing. A table
+  computed by the same code is also reused when its configuration differs only in profile fields the
+  table never reads (`lib.table_reads`): an unrelated override recomputes nothing.
 
 Every cached table and tensor file also carries a checksum, so that a file changed or cut short after
 it was written is never read as a result: a table's key file (`tables/<name>.json`) holds the sha256
@@ -43,6 +45,7 @@ from .code_identity import version
 from .errors import CheckpointError
 from .io import read_json, read_tensors, write_json, write_tensors, write_text
 from .progress import cache_event
+from .table_reads import same_inputs
 
 KEY_CHARS = 16
 
@@ -79,6 +82,7 @@ class ResultsStore:
     def __init__(self, root: str | Path, reuse: Sequence[str | Path] = ()) -> None:
         self.root = Path(root)
         self.reuse = tuple(Path(r) for r in reuse if Path(r).resolve() != self.root.resolve())
+        self._computing: list[tuple[str, str]] = []  # (name, key) of the tables being computed, innermost last
 
     def _candidates(self, rel: Path) -> list[Path]:
         return [self.root / rel] + [r / rel for r in self.reuse]
@@ -105,24 +109,53 @@ class ResultsStore:
 
     # --- tables ---------------------------------------------------------------------------------
     def table(self, name: str, config: Any, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-        """`tables/<name>.csv`, recomputed unless its key (config + code version) matches."""
+        """`tables/<name>.csv`, recomputed unless its key (config + code version) matches, or differs only in
+        profile fields the table does not read (`lib.table_reads`)."""
         stamp = fingerprint({"config": config, "code": code_version()})
         for csv in self._candidates(Path("tables") / f"{name}.csv"):
             meta = csv.with_suffix(".json")
             if csv.is_file() and meta.is_file():
                 key = _table_key(csv, meta)
-                if key.get("key") == stamp:
+                if key.get("key") == stamp or (key.get("code") == code_version()
+                                               and same_inputs(name, key.get("config"), config)):
                     table = _read_table(csv, meta, key.get("sha256"))
                     cache_event("reused", f"table {name}")
                     return table
         t0 = time.perf_counter()
-        table = compute()
+        self._computing.append((name, stamp))
+        try:
+            table = compute()
+        finally:
+            self._computing.pop()
         csv = self.root / "tables" / f"{name}.csv"
         write_text(csv, table.to_csv(index=False))
         write_json(csv.with_suffix(".json"), {"key": stamp, "code": code_version(), "sha256": _sha256(csv.read_bytes()),
                                               "seconds": round(time.perf_counter() - t0, 1), "config": config})
+        shutil.rmtree(self._parts(name), ignore_errors=True)  # the table holds them now
         cache_event("computed", f"table {name}")
         return table
+
+    def part(self, label: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """One finished piece (e.g. one task and seed) of the table being computed, kept on disk until the
+        table is written, so that an interrupted computation resumes from its finished pieces instead of
+        starting over. A piece counts only for the same table key (configuration and code); outside a
+        table's computation this is `compute()`."""
+        if not self._computing:
+            return compute()
+        name, stamp = self._computing[-1]
+        csv = self._parts(name) / f"{label}.csv"
+        meta = csv.with_suffix(".json")
+        if csv.is_file() and meta.is_file():
+            key = _table_key(csv, meta)
+            if key.get("key") == stamp:
+                return _read_table(csv, meta, key.get("sha256"))
+        frame = compute()
+        write_text(csv, frame.to_csv(index=False))
+        write_json(meta, {"key": stamp, "sha256": _sha256(csv.read_bytes())})
+        return frame
+
+    def _parts(self, name: str) -> Path:
+        return self.root / "tables" / f"{name}.parts"
 
     # --- tensor files (neuron scores) -------------------------------------------------------------
     def tensors(self, rel: str | Path, config: Any,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .errors import ConfigError, DataError, unknown
+
+if TYPE_CHECKING:
+    from .families import Family
 
 TASK_TYPES = ("sentiment", "paraphrase", "nli", "topic", "other")
 SPLITS = ("train", "dev", "test")
@@ -81,8 +84,8 @@ class Task:
     task_type: str
     text_fields: tuple[str, ...]
     label_names: tuple[str, ...]
-    mlm_verbalizer: tuple[str, ...]
-    t5_verbalizer: tuple[str, ...]
+    mlm_verbalizer: tuple[str, ...]  # label words of masked LMs and tied encoders (`lib.families.EncoderMLM`)
+    t5_verbalizer: tuple[str, ...]  # label words of T5 (`lib.families.EncoderDecoder`)
     raw_labels: Mapping[object, int | None]
     hub: HubSource | None = None
     local: LocalSource | None = None
@@ -123,13 +126,12 @@ class Task:
     def is_adversarial(self) -> bool:
         return self.clean is not None
 
-    def verbalizer(self, family: str) -> tuple[str, ...]:
-        """Label words for a backbone family: 'mlm' (masked LMs, tied encoders) or 't5'."""
-        if family == "t5":
-            return self.t5_verbalizer
-        if family == "mlm":
-            return self.mlm_verbalizer
-        raise unknown("model family", family, ("mlm", "t5"))
+    def verbalizer(self, family: "str | Family") -> tuple[str, ...]:
+        """Label words for a backbone family (`lib.families`: a `Family`, or its key 'mlm' for masked LMs
+        and tied encoders, 't5'): the family says which of the task's word lists it reads."""
+        from .families import family_named
+
+        return family_named(family).label_words(self)
 
     def canonical_label(self, raw: object) -> int | None:
         """Map a raw label to its canonical index (None: the example is dropped by design)."""

@@ -189,8 +189,8 @@ class TransferMethods:
                         if source == target:
                             continue
                         a, b = exp.prompt(source, seed), exp.prompt(target, seed)
-                        if exp.backbone.family == "mlm":  # row 0 is the frozen <mask> slot, the same in every prompt
-                            a, b = a[1:], b[1:]
+                        # the readout slot's rows (masked LMs: the frozen <mask> row 0) are the same in every prompt
+                        a, b = a[exp.backbone.rules.slot_rows:], b[exp.backbone.rules.slot_rows:]
                         row: dict[str, Any] = {"source": source, "target": target, "seed": seed,
                                                "same_type": exp.task(source).task_type == exp.task(target).task_type}
                         for name, (metric, reduce) in SIMILARITIES.items():

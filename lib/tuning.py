@@ -1,9 +1,12 @@
 """Prompt tuning on a frozen backbone, resumable and bitwise reproducible on CPU.
 
-The batch order is a pure function of (seed, step), and the checkpoint holds the prompt, the
-optimiser and scheduler states and the early-stopping counters, so a run killed at any point
-and resumed from its last checkpoint reaches exactly the prompt an uninterrupted run reaches
-(also a run killed after early stopping decided to stop: the resumed run stops at once).
+The loop is `lib.training_loop`'s, the one weight tuning uses: the batch order is a pure function of
+(seed, step), and the checkpoint holds the prompt, the optimiser and scheduler states and the
+early-stopping counters, so a run killed at any point and resumed from its last checkpoint reaches
+exactly the prompt an uninterrupted run reaches (also a run killed after early stopping decided to
+stop: the resumed run stops at once). This module supplies what is the prompt's own: the
+configuration and run signature, the prompt and its loss (PANDA's distillation term included), and
+the finished files (prompt.safetensors, metrics.json with the prompt's checksum).
 
 Batches are length-grouped by default (`batch_order='length_grouped'`, as HF Trainer's
 `group_by_length`): a batch is padded to its longest example, so drawing examples of similar length
@@ -20,38 +23,34 @@ import hashlib
 import json
 import math
 import numbers
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from .batching import GROUP_BATCHES, batch_indices, grouped_epoch, padding_share
 from .code_identity import version
-from .errors import CheckpointError, ConfigError, DivergenceError, unknown
-from .evaluation import EvalResult, evaluate
-from .io import read_json, read_torch, write_json, write_torch
+from .errors import CheckpointError, ConfigError, unknown
+from .evaluation import evaluate
+from .io import write_json
 from .models import Backbone, Encoded
-from .progress import report
 from .prompt import INITS, init_prompt, load_prompt, save_prompt
 from .tasks import Task, get_task
+from .training_loop import LoopConfig, RunFolder, Trainee, encode_splits, run_training, stop_early
 from .validation import check_fields, check_overrides
 
 SCHEDULES = ("constant", "warmup_constant", "warmup_linear")
 PRECISIONS = ("auto", "fp32", "bf16")
 BATCH_ORDERS = ("length_grouped", "random")
 LAST_LAYERS = ("slot", "all")
-# Batches per length-sorted group: a group of GROUP_BATCHES x batch_size shuffled examples is sorted by
-# length and cut into batches (HF Trainer's LengthGroupedSampler uses 50), so batches stay random draws
-# of the epoch while their members have similar lengths.
-GROUP_BATCHES = 50
 # Upper bounds that no run of this project comes near; beyond them a typo (10**12) fails at once, not
 # after loading a model or allocating memory.
 MAX_BATCH = 1 << 16
 MAX_LENGTH = 1 << 16
+RUN_FILES = ("metrics.json", "state.pt", "config.json")  # what a fresh start in a run's folder removes
 
 
 @dataclass(frozen=True)
@@ -172,50 +171,6 @@ def lr_lambda(cfg: TuneConfig) -> Callable[[int], float]:
     return f
 
 
-def batch_indices(n: int, batch_size: int, seed: int, step: int,
-                  lengths: tuple[int, ...] | None = None) -> list[int]:
-    """Indices of the batch at `step`: epochs are seeded permutations, a pure function of the step.
-
-    With `lengths` (one per example), the epoch's batches are length-grouped (`grouped_epoch`);
-    without, batch k of an epoch is slice k of the permutation.
-    """
-    per_epoch = math.ceil(n / batch_size)
-    epoch, pos = divmod(step, per_epoch)
-    if lengths is not None:
-        if len(lengths) != n:
-            raise ConfigError(f"lengths has {len(lengths)} entries for {n} examples")
-        return list(grouped_epoch(tuple(lengths), batch_size, seed, epoch)[pos])
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return perm[pos * batch_size: (pos + 1) * batch_size].tolist()
-
-
-@functools.lru_cache(maxsize=8)
-def grouped_epoch(lengths: tuple[int, ...], batch_size: int, seed: int, epoch: int) -> tuple[tuple[int, ...], ...]:
-    """The batches of one epoch, length-grouped: the epoch's seeded permutation (the one random batches
-    use) is cut into groups of `GROUP_BATCHES` x batch_size examples, each group is sorted by length
-    (longest first, ties in permutation order) and cut into batches, and the batches' order is shuffled
-    with a second seeded permutation, so a long batch is as likely early as late. Every example appears
-    once per epoch; the epoch has ceil(n / batch_size) batches, as with random batches.
-    """
-    n = len(lengths)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    span = GROUP_BATCHES * batch_size
-    batches: list[tuple[int, ...]] = []
-    for start in range(0, n, span):
-        group = sorted(perm[start: start + span], key=lambda i: -lengths[i])  # stable: ties keep perm order
-        batches += [tuple(group[k: k + batch_size]) for k in range(0, len(group), batch_size)]
-    order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919_743))
-    return tuple(batches[k] for k in order.tolist())
-
-
-def padding_share(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
-    """Fraction of the token positions of `batches` that are padding, each batch padded to its longest:
-    1 - sum(lengths) / sum(len(batch) * max length in batch)."""
-    real = sum(lengths[i] for b in batches for i in b)
-    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches if len(b))
-    return 1.0 - real / padded if padded else 0.0
-
-
 def training_lengths(cfg: "TuneConfig", data: Encoded) -> tuple[int, ...] | None:
     """What `batch_indices` groups by: the examples' token counts with length-grouped batches, else None."""
     return tuple(len(x) for x in data.input_ids) if cfg.batch_order == "length_grouped" else None
@@ -234,10 +189,24 @@ def _tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def data_digest(data: pd.DataFrame | Encoded) -> str:
+@dataclass(frozen=True)
+class DataDigest:
+    """A training or development set known only by its size and content hash (`data_digest`), as recorded
+    beside committed results: all a finished run's signature needs where the data themselves are absent."""
+
+    n: int
+    digest: str
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def data_digest(data: pd.DataFrame | Encoded | DataDigest) -> str:
     """Hash of a training or development set's content (raw rows, or token ids and labels)."""
     from .store import data_fingerprint
 
+    if isinstance(data, DataDigest):
+        return data.digest
     if isinstance(data, pd.DataFrame):
         return data_fingerprint(data)
     h = hashlib.sha256(json.dumps([data.input_ids, data.token_type_ids]).encode())
@@ -323,201 +292,62 @@ def tune_prompt(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enco
     signature = run_signature(cfg, backbone, task, train, dev, source_prompt=source_prompt,
                               teacher_prompt=teacher_prompt, distill_beta=distill_beta)
     cfg = cfg.budgeted(len(train))
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        done = _finished_result(out, signature) if resume else None
+    folder = RunFolder(Path(out_dir), signature, RUN_FILES, resume) if out_dir is not None else None
+    if folder is not None:
+        done = _finished_result(folder)
         if done is not None:
             return done
 
-    # tokenising is the slow part of loading a finished run, so it happens only when tuning is needed
-    train_enc = backbone.encode(train, cfg.max_length) if isinstance(train, pd.DataFrame) else train
-    dev_enc = backbone.encode(dev, cfg.max_length) if isinstance(dev, pd.DataFrame) else dev
-    for name, enc in (("train", train_enc), ("dev", dev_enc)):
-        if len(enc) == 0:
-            raise ConfigError(f"the {name} set is empty")
-        if enc.labels.min() < 0 or enc.labels.max() >= task.num_labels:
-            raise ConfigError(f"{name} labels outside 0..{task.num_labels - 1} for task {task.name!r}")
+    train_enc, dev_enc = encode_splits(backbone, task, train, dev, cfg.max_length)
     verbalizer = backbone.task_verbalizer_ids(task)
     bf16 = cfg.use_bf16(device)
-
     prompt_init = init_prompt(backbone, cfg.prompt_length, cfg.init, cfg.seed, source_prompt)
     backbone.check_prompt(prompt_init, cfg.max_length)
     prompt = torch.nn.Parameter(prompt_init.to(device))
-    optimizer = torch.optim.AdamW([prompt], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    state = {"step": 0, "best_acc": -1.0, "best_step": 0, "bad_evals": 0, "history": [], "seconds": 0.0,
-             "best_prompt": prompt_init.clone(), "loss_sum": 0.0, "loss_n": 0}
-    # config.json is written with the first checkpoint, not before: a run that fails before its first
-    # evaluation (bad data, a diverging loss) leaves no folder that only looks like a run
-    config_pending = out is not None
-    if out is not None and resume and (out / "state.pt").is_file():
-        state = _load_state(out, signature, prompt, optimizer, scheduler)
-        config_pending = False
-    elif out is not None:
-        _forget_previous_run(out)
-
-    def diverged(what: str, value: object) -> DivergenceError:
-        kept = (f"the last checkpoint in {out} (step {state['history'][-1]['step']}) is kept, unfinished"
-                if out is not None and state["history"] else "no checkpoint of this run was written")
-        return DivergenceError(f"tuning {task.name!r} seed {cfg.seed} diverged at step {state['step'] + 1}: "
-                               f"{what} is {value} (lr {cfg.lr}); lower lr"
-                               f"{' or set grad_clip' if cfg.grad_clip is None else ''}; {kept}")
-
-    def evaluate_dev() -> EvalResult:
-        return evaluate(backbone, prompt.detach(), task, dev_enc, batch_size=cfg.eval_batch_size,
-                        max_length=cfg.max_length, autocast=bf16)
-
-    # a run killed after early stopping decided to stop (its last checkpoint written, metrics.json not yet
-    # marked finished) stops again here, before another step: training on would give another prompt
-    stopped_early = stop_early(cfg.patience, state["bad_evals"])
-    lengths = training_lengths(cfg, train_enc)
     slot_only = cfg.last_layer == "slot"  # dev evaluation always runs the whole model, as the reported numbers do
-    t0 = time.perf_counter() - state["seconds"]
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"tune {task.name}", disable=not progress,
-               unit="step", leave=False)
-    try:
-        while state["step"] < cfg.max_steps and not stopped_early:
-            idx = batch_indices(len(train_enc), cfg.batch_size, cfg.seed, state["step"], lengths)
-            batch = backbone.collate(train_enc, idx)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = backbone.label_logits(prompt, batch, verbalizer, slot_only=slot_only)
-            loss = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
-            if teacher is not None:
-                with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                    target = backbone.label_logits(teacher, batch, verbalizer, slot_only=slot_only)
-                loss = loss + distill_beta * torch.nn.functional.mse_loss(logits.float(), target.float())
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise diverged("the training loss", loss_value)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_([prompt], cfg.grad_clip)
-            try:
-                optimizer.step()
-            except RuntimeError as exc:  # AdamW's step size lr / (1 - beta1^t) past the float range
-                if "overflow" not in str(exc):
-                    raise
-                raise diverged("the update", f"beyond the float range ({str(exc).splitlines()[0]})") from None
-            if not bool(torch.isfinite(prompt).all()):
-                raise diverged("the prompt", "non-finite (nan or inf) after the update")
-            scheduler.step()
-            state["step"] += 1
-            state["loss_sum"] += loss_value
-            state["loss_n"] += 1
-            bar.update(1)
-            if on_step is not None:
-                on_step(state["step"], loss_value)
-            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
-                res = evaluate_dev()
-                improved = res.accuracy > state["best_acc"]
-                if improved:
-                    state.update(best_acc=res.accuracy, best_step=state["step"], bad_evals=0,
-                                 best_prompt=prompt.detach().cpu().clone())
-                else:
-                    state["bad_evals"] += 1
-                state["history"].append({"step": state["step"], "train_loss": state["loss_sum"] / state["loss_n"],
-                                         "dev_accuracy": res.accuracy, "dev_macro_f1": res.macro_f1,
-                                         "lr": scheduler.get_last_lr()[0]})
-                state.update(loss_sum=0.0, loss_n=0, seconds=time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{state['history'][-1]['train_loss']:.3f}", dev=f"{res.accuracy:.3f}")
-                report(f"tune {task.name} seed {cfg.seed}: step {state['step']}/{cfg.max_steps}, "
-                       f"loss {state['history'][-1]['train_loss']:.3f}, dev accuracy {res.accuracy:.3f}")
-                if out is not None:
-                    if config_pending:
-                        write_json(out / "config.json", signature)
-                        config_pending = False
-                    _save_state(out, state, prompt, optimizer, scheduler, improved)
-                if stop_early(cfg.patience, state["bad_evals"]):
-                    stopped_early = True
-                    break
-    finally:
-        bar.close()
-    result = TuneResult(state["best_prompt"], state["best_acc"], state["best_step"], state["step"],
-                        state["history"], stopped_early, time.perf_counter() - t0)
-    if not bool(torch.isfinite(result.prompt).all()):  # cannot happen after the checks above; never saved
-        raise diverged("the best prompt", "non-finite")
-    if out is not None:
-        if config_pending:
-            write_json(out / "config.json", signature)
-        save_prompt(out / "prompt.safetensors", result.prompt, {"task": task.name, "backbone": backbone.name})
-        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature,
-                                          "prompt_sha256": _tensor_digest(result.prompt)})
+
+    def loss(idx: list[int]) -> torch.Tensor:
+        batch = backbone.collate(train_enc, idx)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = backbone.label_logits(prompt, batch, verbalizer, slot_only=slot_only)
+        value = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
+        if teacher is not None:
+            with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                target = backbone.label_logits(teacher, batch, verbalizer, slot_only=slot_only)
+            value = value + distill_beta * torch.nn.functional.mse_loss(logits.float(), target.float())
+        return value
+
+    def restore(values: torch.Tensor, where: Path) -> None:
+        with torch.no_grad():
+            prompt.copy_(values.to(prompt.device))
+
+    trainee = Trainee(
+        params=(prompt,), n_train=len(train_enc), loss=loss,
+        evaluate=lambda: evaluate(backbone, prompt.detach(), task, dev_enc, batch_size=cfg.eval_batch_size,
+                                  max_length=cfg.max_length, autocast=bf16),
+        snapshot=lambda: prompt.detach().cpu().clone(), restore=restore, label=f"tune {task.name}",
+        run=f"tuning {task.name!r} seed {cfg.seed}", kind="prompt", keys=("best_prompt", "prompt"),
+        schedule=lr_lambda(cfg), lengths=training_lengths(cfg, train_enc),
+        save_best=lambda out, best: save_prompt(out / "prompt.safetensors", best))
+    reached = run_training(trainee, LoopConfig.of(cfg), folder, progress=progress, on_step=on_step)
+    result = TuneResult(reached.best, reached.best_accuracy, reached.best_step, reached.steps, reached.history,
+                        reached.stopped_early, reached.seconds)
+    if folder is not None:
+        save_prompt(folder.path / "prompt.safetensors", result.prompt, {"task": task.name, "backbone": backbone.name})
+        write_json(folder.path / "metrics.json", {**result.metrics(), "finished": True, "signature": signature,
+                                                  "prompt_sha256": _tensor_digest(result.prompt)})
     return result
 
 
-def stop_early(patience: int | None, bad_evals: int) -> bool:
-    """Early stopping: `patience` evaluations in a row without a better dev accuracy (None: never)."""
-    return patience is not None and bad_evals >= patience
-
-
-def _save_state(out: Path, state: dict, prompt: torch.Tensor, optimizer, scheduler, improved: bool) -> None:
-    payload = {k: v for k, v in state.items()}
-    payload.update(prompt=prompt.detach().cpu().clone(), optimizer=optimizer.state_dict(),
-                   scheduler=scheduler.state_dict())
-    write_torch(out / "state.pt", payload)
-    if improved:
-        save_prompt(out / "prompt.safetensors", state["best_prompt"])
-    write_json(out / "metrics.json", {"best_dev_accuracy": state["best_acc"], "best_step": state["best_step"],
-                                      "steps": state["step"], "history": state["history"], "finished": False})
-
-
-def _forget_previous_run(out: Path) -> None:
-    """A fresh start in a folder holding another run (resume=False): its state and metrics go first,
-    so that an interruption before the first checkpoint can never pair them with the new config.json."""
-    for name in ("metrics.json", "state.pt", "config.json"):
-        (out / name).unlink(missing_ok=True)
-
-
-def _differences(saved: Any, wanted: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the fields that differ between two nested dicts, with both values."""
-    if isinstance(saved, dict) and isinstance(wanted, dict):
-        return [d for k in sorted(set(saved) | set(wanted))
-                for d in _differences(saved.get(k), wanted.get(k), f"{prefix}{k}.")]
-    return [] if saved == wanted else [f"{prefix.rstrip('.')}: {saved!r} here, {wanted!r} asked"]
-
-
-def _check_signature(out: Path, signature: dict) -> None:
-    saved = read_json(out / "config.json")
-    if saved != signature:
-        raise CheckpointError(f"checkpoint in {out} was made with another configuration "
-                              f"({'; '.join(_differences(saved, signature))}); that run is kept as it is: "
-                              f"pass another out_dir for this one")
-
-
-def _load_state(out: Path, signature: dict, prompt, optimizer, scheduler) -> dict:
-    _check_signature(out, signature)
-    payload = read_torch(out / "state.pt")
-    saved_prompt = payload.get("prompt") if isinstance(payload, dict) else None
-    if isinstance(saved_prompt, torch.Tensor) and not bool(torch.isfinite(saved_prompt).all()):
-        raise CheckpointError(f"checkpoint {out / 'state.pt'} holds a non-finite prompt (a diverged run saved "
-                              f"before this was checked); it cannot be resumed: remove the folder {out}")
-    try:
-        with torch.no_grad():
-            prompt.copy_(payload.pop("prompt").to(prompt.device))
-        optimizer.load_state_dict(payload.pop("optimizer"))
-        scheduler.load_state_dict(payload.pop("scheduler"))
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"corrupt checkpoint {out / 'state.pt'}: {exc}") from None
-    return payload
-
-
-def _finished_result(out: Path, signature: dict) -> TuneResult | None:
-    metrics_path = out / "metrics.json"
-    if not metrics_path.is_file():
+def _finished_result(folder: RunFolder) -> TuneResult | None:
+    metrics = folder.finished_metrics()
+    if metrics is None:
         return None
-    metrics = read_json(metrics_path)
-    if not metrics.get("finished"):
-        return None
-    _check_signature(out, signature)
+    out = folder.path
     prompt = load_prompt(out / "prompt.safetensors")
     if not bool(torch.isfinite(prompt).all()):
         raise CheckpointError(f"finished run in {out} holds a non-finite prompt (a diverged run saved before this "
                               f"was checked); it is not a valid result: remove the folder {out} and run again")
-    missing = [k for k in FINISHED_FIELDS if k not in metrics]
-    if missing:
-        raise CheckpointError(f"finished run in {out} has a metrics.json without {', '.join(missing)}; it is not a "
-                              f"valid result: remove the folder {out} and run again")
     saved = metrics.get("prompt_sha256")  # runs finished before the checksum existed have none
     if saved is not None and saved != _tensor_digest(prompt):
         raise CheckpointError(f"finished run in {out}: prompt.safetensors is not the prompt this run saved "
@@ -527,8 +357,7 @@ def _finished_result(out: Path, signature: dict) -> TuneResult | None:
                       metrics["steps"], metrics["history"], metrics["stopped_early"], metrics["seconds"])
 
 
-FINISHED_FIELDS = ("best_dev_accuracy", "best_step", "steps", "history", "stopped_early", "seconds")
-
-
-__all__ = ["TuneConfig", "TuneResult", "tune_prompt", "batch_indices", "grouped_epoch", "padding_share",
+# batch_indices, grouped_epoch, padding_share, GROUP_BATCHES (lib.batching) and stop_early (lib.training_loop)
+# stay importable from here, where they were defined before the loop was shared
+__all__ = ["TuneConfig", "TuneResult", "tune_prompt", "batch_indices", "grouped_epoch", "padding_share", "GROUP_BATCHES",
            "training_lengths", "stop_early", "prompt_code_version", "lr_lambda", "SCHEDULES", "BATCH_ORDERS"]

@@ -18,9 +18,9 @@ model tuning. Four methods (`METHODS`):
 
 The label is read as in prompt tuning, with no soft prompt (`slot_prompt`): masked LMs get a one-row
 prompt that `Backbone.prompt_inputs` replaces by the `<mask>` embedding, T5 an empty one. Runs
-follow `lib.tuning`: the batch order is a pure function of (seed, step), the model stays in eval
-mode (no dropout), every evaluation writes an atomic, resumable checkpoint, so a run interrupted
-and resumed reaches bitwise the weights of an uninterrupted one. The input backbone is never
+use prompt tuning's loop (`lib.training_loop`): the batch order is a pure function of (seed, step),
+the model stays in eval mode (no dropout), every evaluation writes an atomic, resumable checkpoint,
+so a run interrupted and resumed reaches bitwise the weights of an uninterrupted one. The input backbone is never
 changed: the tuned model is a deep copy, returned as a new `Backbone`. A finished folder holds
 config.json (the run signature), metrics.json and `weights.safetensors` (the best-on-dev trained
 tensors only, by parameter name: small for bitfit and lora); `load_tuned` rebuilds the model.
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -40,21 +38,20 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .errors import CheckpointError, ConfigError, DivergenceError, unknown
+from .errors import CheckpointError, ConfigError, unknown
 from .evaluation import EvalResult, evaluate
-from .io import read_json, read_tensors, read_torch, write_json, write_tensors, write_torch
+from .io import read_json, read_tensors, write_json, write_tensors
 from .models import Backbone, Encoded
-from .progress import report
 from .tasks import Task, get_task
-from .tuning import FINISHED_FIELDS, TuneConfig, _check_signature, batch_indices, data_digest, stop_early
+from .training_loop import LoopConfig, RunFolder, Trainee, encode_splits, run_training
+from .tuning import TuneConfig, data_digest
 from .validation import check_fields, check_overrides
 
 METHODS = ("bitfit", "adapter", "lora", "full")
 DEFAULT_LR = {"bitfit": 1e-3, "adapter": 1e-3, "lora": 1e-3, "full": 2e-5}
-LORA_TARGETS = {"t5": ["q", "v"], "mlm": ["query", "value"]}  # by Backbone.family
 WEIGHTS_FILE = "weights.safetensors"
+RUN_FILES = ("metrics.json", "state.pt", WEIGHTS_FILE, "config.json")  # what a fresh start in a run's folder removes
 
 
 @dataclass(frozen=True)
@@ -140,7 +137,7 @@ class WeightTuneResult:
 def slot_prompt(backbone: Backbone) -> torch.Tensor:
     """The empty 'prompt' of weight tuning: the `<mask>` slot alone for masked LMs (its row is replaced
     by the `<mask>` embedding at every forward pass, so its values do not matter), no rows for T5."""
-    return torch.zeros(0 if backbone.head == "t5" else 1, backbone.embed_dim)
+    return torch.zeros(backbone.rules.slot_rows, backbone.embed_dim)
 
 
 def evaluate_tuned(backbone: Backbone, task: str | Task, data: pd.DataFrame | Encoded, **kw: Any) -> EvalResult:
@@ -174,8 +171,8 @@ def prepare(backbone: Backbone, cfg: WeightTuneConfig) -> tuple[Backbone, dict[s
             from peft import LoraConfig, inject_adapter_in_model
         except ImportError:
             raise ConfigError("method 'lora' needs PEFT, a dependency of this project: pip install peft") from None
-        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS[backbone.family],
-                          lora_dropout=0.0)
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                          target_modules=list(backbone.rules.lora_targets), lora_dropout=0.0)
         device = backbone.device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)  # PEFT draws lora_A from the global RNG: make it the seed's, restore after
@@ -183,7 +180,7 @@ def prepare(backbone: Backbone, cfg: WeightTuneConfig) -> tuple[Backbone, dict[s
     elif cfg.method == "adapter":
         from .adapters import add_adapters
 
-        add_adapters(model, backbone.family, cfg.adapter_placement, cfg.adapter_reduction, seed=cfg.seed)
+        add_adapters(model, backbone.rules, cfg.adapter_placement, cfg.adapter_reduction, seed=cfg.seed)
     # Backbone() puts every module in eval mode and freezes every parameter (PEFT leaves its new modules
     # in training mode); then only the method's parameters are unfrozen
     tuned = Backbone(model, backbone.tokenizer, backbone.head, f"{backbone.name}+{cfg.method}",
@@ -273,133 +270,46 @@ def tune_weights(backbone: Backbone, task: str | Task, train: pd.DataFrame | Enc
     task = get_task(task)
     device = cfg.resolved_device()
     signature = weight_signature(cfg, backbone, task, train, dev)
-    out = Path(out_dir) if out_dir is not None else None
-    m = read_json(out / "metrics.json") if out is not None and resume and (out / "metrics.json").is_file() else {}
-    if m.get("finished"):  # a finished run: rebuilt from its weights, not tuned again
-        assert out is not None
-        _check_signature(out, signature)
-        missing = [k for k in FINISHED_FIELDS if k not in m]
-        if missing:
-            raise CheckpointError(f"finished run in {out} has a metrics.json without {', '.join(missing)}; it is not "
-                                  f"a valid result: remove the folder {out} and run again")
-        tuned, params = _rebuild(backbone, cfg, out)
+    folder = RunFolder(Path(out_dir), signature, RUN_FILES, resume) if out_dir is not None else None
+    m = folder.finished_metrics() if folder is not None else None
+    if m is not None:  # a finished run: rebuilt from its weights, not tuned again
+        tuned, params = _rebuild(backbone, cfg, folder.path)
         return WeightTuneResult(tuned.to(device), m["best_dev_accuracy"], m["best_step"], m["steps"], m["history"],
                                 m["seconds"], _count(params), _count(tuned.model.parameters()), m["stopped_early"])
 
-    train_enc = backbone.encode(train, cfg.max_length) if isinstance(train, pd.DataFrame) else train
-    dev_enc = backbone.encode(dev, cfg.max_length) if isinstance(dev, pd.DataFrame) else dev
-    for name, enc in (("train", train_enc), ("dev", dev_enc)):
-        if len(enc) == 0:
-            raise ConfigError(f"the {name} set is empty")
-        if enc.labels.min() < 0 or enc.labels.max() >= task.num_labels:
-            raise ConfigError(f"{name} labels outside 0..{task.num_labels - 1} for task {task.name!r}")
+    train_enc, dev_enc = encode_splits(backbone, task, train, dev, cfg.max_length)
     tuned, params = prepare(backbone, cfg)
     tuned.to(device)
     slot = slot_prompt(tuned)
     tuned.check_prompt(slot, cfg.max_length)
     verbalizer = tuned.task_verbalizer_ids(task)
-    optimizer = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"step": 0, "best_acc": -1.0, "best_step": 0, "bad_evals": 0, "history": [], "seconds": 0.0,
-             "best": _snapshot(params), "loss_sum": 0.0, "loss_n": 0}
-    config_pending = out is not None  # config.json comes with the first checkpoint (as in lib.tuning)
-    if out is not None and resume and (out / "state.pt").is_file():
-        state = _load_state(out, signature, params, optimizer)
-        config_pending = False
-    elif out is not None:
-        for name in ("metrics.json", "state.pt", WEIGHTS_FILE, "config.json"):
-            (out / name).unlink(missing_ok=True)
 
-    def diverged(what: str, value: object) -> DivergenceError:
-        kept = (f"the last checkpoint in {out} (step {state['history'][-1]['step']}) is kept, unfinished"
-                if out is not None and state["history"] else "no checkpoint of this run was written")
-        return DivergenceError(f"{cfg.method} tuning {task.name!r} seed {cfg.seed} diverged at step "
-                               f"{state['step'] + 1}: {what} is {value} (lr {cfg.lr}); lower lr"
-                               f"{' or set grad_clip' if cfg.grad_clip is None else ''}; {kept}")
+    def loss(idx: list[int]) -> torch.Tensor:
+        batch = tuned.collate(train_enc, idx)
+        logits = tuned.label_logits(slot, batch, verbalizer)
+        return torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
 
-    # killed after early stopping decided to stop (checkpoint written, not yet finished): stop again at once
-    stopped_early = stop_early(cfg.patience, state["bad_evals"])
-    t0 = time.perf_counter() - state["seconds"]
-    bar = tqdm(total=cfg.max_steps, initial=state["step"], desc=f"{cfg.method} {task.name}", disable=not progress,
-               unit="step", leave=False)
-    try:
-        while state["step"] < cfg.max_steps and not stopped_early:
-            batch = tuned.collate(train_enc, batch_indices(len(train_enc), cfg.batch_size, cfg.seed, state["step"]))
-            logits = tuned.label_logits(slot, batch, verbalizer)
-            loss = torch.nn.functional.cross_entropy(logits.float(), batch.labels.to(device))
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise diverged("the training loss", loss_value)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
-            try:
-                optimizer.step()
-            except RuntimeError as exc:  # AdamW's step size past the float range
-                if "overflow" not in str(exc):
-                    raise
-                raise diverged("the update", f"beyond the float range ({str(exc).splitlines()[0]})") from None
-            if not all(bool(torch.isfinite(p).all()) for p in params.values()):
-                raise diverged("the weights", "non-finite (nan or inf) after the update")
-            state["step"] += 1
-            state["loss_sum"] += loss_value
-            state["loss_n"] += 1
-            bar.update(1)
-            if on_step is not None:
-                on_step(state["step"], loss_value)
-            if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
-                res = evaluate(tuned, slot, task, dev_enc, batch_size=cfg.eval_batch_size, max_length=cfg.max_length)
-                if res.accuracy > state["best_acc"]:
-                    state.update(best_acc=res.accuracy, best_step=state["step"], bad_evals=0, best=_snapshot(params))
-                else:
-                    state["bad_evals"] += 1
-                state["history"].append({"step": state["step"], "train_loss": state["loss_sum"] / state["loss_n"],
-                                         "dev_accuracy": res.accuracy, "dev_macro_f1": res.macro_f1})
-                state.update(loss_sum=0.0, loss_n=0, seconds=time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{state['history'][-1]['train_loss']:.3f}", dev=f"{res.accuracy:.3f}")
-                report(f"{cfg.method} {task.name} seed {cfg.seed}: step {state['step']}/{cfg.max_steps}, "
-                       f"loss {state['history'][-1]['train_loss']:.3f}, dev accuracy {res.accuracy:.3f}")
-                if out is not None:
-                    if config_pending:
-                        write_json(out / "config.json", signature)
-                        config_pending = False
-                    write_torch(out / "state.pt", {**state, "weights": _snapshot(params),
-                                                   "optimizer": optimizer.state_dict()})
-                    write_json(out / "metrics.json", {"best_dev_accuracy": state["best_acc"], "steps": state["step"],
-                                                      "best_step": state["best_step"], "history": state["history"],
-                                                      "finished": False})
-                if stop_early(cfg.patience, state["bad_evals"]):
-                    stopped_early = True
-                    break
-    finally:
-        bar.close()
-    _assign(params, state["best"], "the best state")
+    trainee = Trainee(
+        params=tuple(params.values()), n_train=len(train_enc), loss=loss,
+        evaluate=lambda: evaluate(tuned, slot, task, dev_enc, batch_size=cfg.eval_batch_size, max_length=cfg.max_length),
+        snapshot=lambda: _snapshot(params), restore=lambda values, where: _assign(params, values, where),
+        label=f"{cfg.method} {task.name}", run=f"{cfg.method} tuning {task.name!r} seed {cfg.seed}", kind="weights",
+        keys=("best", "weights"))
+    reached = run_training(trainee, LoopConfig.of(cfg), folder, progress=progress, on_step=on_step)
+    _assign(params, reached.best, "the best state")
     tuned.model.requires_grad_(False)
-    result = WeightTuneResult(tuned, state["best_acc"], state["best_step"], state["step"], state["history"],
-                              time.perf_counter() - t0, _count(params), _count(tuned.model.parameters()), stopped_early)
-    if out is not None:
-        if config_pending:
-            write_json(out / "config.json", signature)
-        write_tensors(out / WEIGHTS_FILE, state["best"], {"task": task.name, "backbone": backbone.name,
-                                                          "method": cfg.method})
-        write_json(out / "metrics.json", {**result.metrics(), "finished": True, "signature": signature,
-                                          "weights_sha256": weights_digest(state["best"])})
+    result = WeightTuneResult(tuned, reached.best_accuracy, reached.best_step, reached.steps, reached.history,
+                              reached.seconds, _count(params), _count(tuned.model.parameters()), reached.stopped_early)
+    if folder is not None:
+        write_tensors(folder.path / WEIGHTS_FILE, reached.best, {"task": task.name, "backbone": backbone.name,
+                                                                 "method": cfg.method})
+        write_json(folder.path / "metrics.json", {**result.metrics(), "finished": True, "signature": signature,
+                                                  "weights_sha256": weights_digest(reached.best)})
     return result
 
 
 def _count(params: Any) -> int:
     return sum(p.numel() for p in (params.values() if isinstance(params, dict) else params))
-
-
-def _load_state(out: Path, signature: dict, params: dict[str, nn.Parameter], optimizer) -> dict:
-    _check_signature(out, signature)
-    payload = read_torch(out / "state.pt")
-    try:
-        _assign(params, payload.pop("weights"), out / "state.pt")
-        optimizer.load_state_dict(payload.pop("optimizer"))
-    except (KeyError, RuntimeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"corrupt checkpoint {out / 'state.pt'}: {exc}") from None
-    return payload
 
 
 __all__ = ["METHODS", "DEFAULT_LR", "WeightTuneConfig", "WeightTuneResult", "tune_weights", "load_tuned",

@@ -426,6 +426,23 @@ def test_the_console_says_why_a_notebook_runs_again():
     assert runner.changed_inputs(None, now) == "no record of its inputs from an earlier run"
 
 
+def test_modules_of_lib_subpackages_are_notebook_inputs(tmp_path, monkeypatch):
+    """An edit of a module in a subpackage of lib (lib/families/...) re-executes the notebooks as an edit of a
+    top-level module does; a module's name is its path below lib/, so top-level names are unchanged."""
+    (tmp_path / "lib" / "families").mkdir(parents=True)
+    for rel, text in (("models.py", "A = 1\n"), ("families/base.py", "B = 1\n"), ("runner.py", "C = 1\n")):
+        (tmp_path / "lib" / rel).write_text(text)
+    template = tmp_path / "nb.ipynb"
+    template.write_text("{}")
+    monkeypatch.setattr(runner, "REPO", tmp_path)
+    before = runner._fingerprint(template, {}), runner._inputs(template, {})
+    assert sorted(before[1]["lib"]) == ["families/base.py", "models.py"], "runner.py is not a notebook input"
+    (tmp_path / "lib" / "families" / "base.py").write_text("B = 2\n")
+    after = runner._fingerprint(template, {}), runner._inputs(template, {})
+    assert after[0] != before[0]
+    assert runner.changed_inputs(before[1], after[1]) == "lib/families/base.py"
+
+
 @pytest.mark.slow  # executes notebooks in kernels; make test-fast leaves it out
 def test_a_rerun_names_what_changed(tmp_path, capsys):
     templates = _template(tmp_path / "templates")

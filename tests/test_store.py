@@ -203,3 +203,43 @@ def test_the_store_notes_what_it_reused_and_computed_where_the_runner_asks(tmp_p
     assert cache_counts(tmp_path / "missing.log") == {"reused": 0, "computed": 0}
     with pytest.raises(ValueError, match="cache outcome must be one of reused, computed, got 'hit'"):
         cache_event("hit", "table t")
+
+
+# --- resumable table computations (ResultsStore.part) ------------------------------------------------------
+def _three_parts(store: store.ResultsStore, computed: list[str], config: dict, fail_at: str | None = None):
+    """A table of three pieces; `fail_at` raises inside that piece (an interruption)."""
+    def piece(label: str) -> pd.DataFrame:
+        computed.append(label)
+        if label == fail_at:
+            raise KeyboardInterrupt
+        i = "abc".index(label)
+        return pd.DataFrame({"piece": [label] * 2, "x": [i / 3, float("nan")], "n": [i, i + 1], "ok": [True, False]})
+
+    return store.table("demo", config, lambda: pd.concat([store.part(p, lambda p=p: piece(p)) for p in "abc"],
+                                                         ignore_index=True))
+
+
+def test_an_interrupted_table_resumes_from_its_finished_pieces_and_writes_the_same_bytes(tmp_path):
+    whole = store.ResultsStore(tmp_path / "whole")
+    _three_parts(whole, [], {"v": 1})
+    resumed, computed = store.ResultsStore(tmp_path / "resumed"), []
+    with pytest.raises(KeyboardInterrupt):
+        _three_parts(resumed, computed, {"v": 1}, fail_at="c")
+    assert computed == ["a", "b", "c"] and sorted(p.name for p in (tmp_path / "resumed/tables/demo.parts").iterdir()) == [
+        "a.csv", "a.json", "b.csv", "b.json"]
+    computed.clear()
+    _three_parts(resumed, computed, {"v": 1})
+    assert computed == ["c"]  # a and b came from disk
+    assert (tmp_path / "resumed/tables/demo.csv").read_bytes() == (tmp_path / "whole/tables/demo.csv").read_bytes()
+    assert not (tmp_path / "resumed/tables/demo.parts").exists()  # the table holds them now
+
+
+def test_pieces_of_another_configuration_are_not_reused_and_a_piece_outside_a_table_is_not_stored(tmp_path):
+    s, computed = store.ResultsStore(tmp_path), []
+    with pytest.raises(KeyboardInterrupt):
+        _three_parts(s, computed, {"v": 1}, fail_at="b")
+    computed.clear()
+    _three_parts(s, computed, {"v": 2})
+    assert computed == ["a", "b", "c"]
+    assert s.part("loose", lambda: pd.DataFrame({"x": [1]})).x.tolist() == [1]
+    assert not list(tmp_path.rglob("loose*"))

@@ -281,8 +281,15 @@ def test_the_code_version_of_prompts_follows_code_not_comments(tmp_path):
     text = (pkg / "tuning.py").read_text()
     (pkg / "tuning.py").write_text(text + "\n# a comment only\n")
     assert now() == before
-    (pkg / "tuning.py").write_text(text.replace("GROUP_BATCHES = 50", "GROUP_BATCHES = 49"))
+    (pkg / "tuning.py").write_text(text)
+    batching = (pkg / "batching.py").read_text()
+    (pkg / "batching.py").write_text(batching.replace("GROUP_BATCHES = 50", "GROUP_BATCHES = 49"))
     assert now() != before, "the grouping constant the loop uses"
+    (pkg / "batching.py").write_text(batching)
+    loop = (pkg / "training_loop.py").read_text()
+    assert "bad_evals >= patience" in loop
+    (pkg / "training_loop.py").write_text(loop.replace("bad_evals >= patience", "bad_evals > patience"))
+    assert now() != before, "the shared training loop (early stopping)"
     code_identity.definitions.cache_clear()
 
 
