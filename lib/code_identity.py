@@ -76,13 +76,13 @@ FAMILIES: Mapping[str, tuple[str, ...]] = {
 # run), tables in resumable pieces and keys from recorded data digests (the smoke transfer
 # and suppression tables, the 35 mini run signatures).
 LEGACY: Mapping[str, Mapping[str, str]] = {
-    "cached results": {"092adcba9bec027d": "0fc1b206ae3c7256", "1de2292cfa991881": "0fc1b206ae3c7256"},
-    "prompts": {"71e298fd6dace91e": "9ba9de1a2819efd1", "4857cf0048622714": "9ba9de1a2819efd1"},
-    "applications": {"ee8ff07e9e1421c7": "2cfb6e0fafd6036c", "9e22e5790461a872": "2cfb6e0fafd6036c"},
-    "evidence": {"77411eb254ad5d32": "b6bc2533a9ab9168", "88de2ae056844ca3": "b6bc2533a9ab9168"},
-    "controls": {"004a759dab628f74": "0ca257c45eab7173", "096420143ff948a1": "0ca257c45eab7173"},
-    "probe": {"76290dd28ed8a953": "0d5f5906e1aeb25d", "30962b1d35ba3081": "0d5f5906e1aeb25d"},
-    "label permutation": {"93bb3a58d9a2f67c": "d75aaf720a30bd91", "e45c23ee34fb66b1": "d75aaf720a30bd91"},
+    "cached results": {"092adcba9bec027d": "0fc1b206ae3c7256", "73757446e23548d6": "0fc1b206ae3c7256"},
+    "prompts": {"71e298fd6dace91e": "9ba9de1a2819efd1", "0c1c1f573ad48b5e": "9ba9de1a2819efd1"},
+    "applications": {"ee8ff07e9e1421c7": "2cfb6e0fafd6036c", "54db03b33da10abb": "2cfb6e0fafd6036c"},
+    "evidence": {"77411eb254ad5d32": "b6bc2533a9ab9168", "24cc91d8e4283a44": "b6bc2533a9ab9168"},
+    "controls": {"004a759dab628f74": "0ca257c45eab7173", "1ba0fa2cab2f47a0": "0ca257c45eab7173"},
+    "probe": {"76290dd28ed8a953": "0d5f5906e1aeb25d", "7b663cffc196a3e0": "0d5f5906e1aeb25d"},
+    "label permutation": {"93bb3a58d9a2f67c": "d75aaf720a30bd91", "eac3c36781ffe1ca": "d75aaf720a30bd91"},
 }
 
 

@@ -58,6 +58,7 @@ class Experiment:
         self._splits: dict[str, dict[str, pd.DataFrame]] = {}
         self._overlap: dict[str, dict[str, int]] = {}
         self._encoded: dict[tuple[str, str], Encoded] = {}
+        self._digests: dict[str, tuple[DataDigest, DataDigest]] = {}  # hashed and recorded once per task
 
     # --- inputs -------------------------------------------------------------------------------
     @property
@@ -191,8 +192,11 @@ class Experiment:
             if recorded is not None:
                 return recorded
         sp = self.splits(task)
-        self._record(task, **{name: {"n": len(sp[name]), "digest": data_digest(sp[name])} for name in ("train", "dev")})
-        return sp["train"], sp["dev"]
+        if task not in self._digests:
+            self._digests[task] = (DataDigest(len(sp["train"]), data_digest(sp["train"])),
+                                   DataDigest(len(sp["dev"]), data_digest(sp["dev"])))
+            self._record(task, **{name: dataclasses.asdict(d) for name, d in zip(("train", "dev"), self._digests[task])})
+        return (sp["train"], sp["dev"]) if rows else self._digests[task]
 
     def label_counts(self, task: str, split: str = "test") -> list[int]:
         """How many examples of each label `split` holds (recorded, like the digests, for reading without data)."""
